@@ -1,0 +1,45 @@
+#pragma once
+// What every session shares, built once by serve() and passed by reference; no globals.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <random>
+#include <string>
+
+#include "config/config.hpp"
+#include "events/event_log.hpp"
+#include "net/queue_id.hpp"
+#include "net/session_registry.hpp"
+#include "smtp/engine.hpp"
+#include "store/ingest.hpp"
+
+namespace relaybait::net {
+
+// The engine's clock and randomness in production.
+class system_environment final : public smtp::environment {
+public:
+    system_environment();
+    std::chrono::system_clock::time_point now() override;
+    std::uint64_t random() override;
+
+private:
+    std::mt19937_64 generator_;
+};
+
+struct app_context {
+    const config::settings& settings;
+    boost::asio::io_context& io;
+    boost::asio::ssl::context& tls;
+    store::ingest& ingest;
+    events::event_log& events;
+    smtp::engine_config engine;
+    session_registry& registry;
+    system_environment environment;
+    queue_id_generator queue_ids;
+    std::string sensor;
+    bool stopping = false;
+
+    std::string new_session_id();
+};
+
+}  // namespace relaybait::net

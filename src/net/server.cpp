@@ -1,0 +1,92 @@
+#include "net/server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <list>
+
+#include "net/app_context.hpp"
+#include "net/listener.hpp"
+#include "net/tls_context.hpp"
+
+namespace relaybait::net {
+
+namespace asio = boost::asio;
+
+namespace {
+
+smtp::engine_config engine_config_from(const config::settings& settings) {
+    smtp::engine_config engine;
+    engine.bounds = settings.limits;
+    engine.auth = settings.auth;
+    engine.local_users = settings.local_users;
+    return engine;
+}
+
+struct bound_listener {
+    const config::listener_config* listener;
+    asio::ip::tcp::acceptor acceptor;
+};
+
+std::list<bound_listener> open_listeners(asio::io_context& io, const config::settings& settings) {
+    std::list<bound_listener> bound;
+    for (const auto& listener : settings.listeners) {
+        if (!listener.enabled) continue;
+        for (const auto& address : settings.bind) {
+            const auto port = settings.effective_port(listener);
+            bound.push_back({&listener, open_listener(io, address, port)});
+            spdlog::info("listening: {} on [{}]:{}", listener.name, address, port);
+        }
+    }
+    return bound;
+}
+
+}  // namespace
+
+int serve(const config::settings& settings, const serve_options& options) {
+    std::filesystem::create_directories(settings.data_dir);
+    asio::io_context io(1);
+    auto tls = make_server_tls_context(settings);
+
+    store::ingest ingest(store::ingest_options{settings.data_dir});
+    events::event_log events(events::event_log_options{settings.data_dir / "events.jsonl", settings.events.rotate_bytes,
+                                                       settings.events.keep_files});
+    session_registry registry(settings.limits.sessions_total, settings.limits.sessions_per_ip);
+    app_context app{settings,
+                    io,
+                    tls,
+                    ingest,
+                    events,
+                    engine_config_from(settings),
+                    registry,
+                    {},
+                    queue_id_generator(std::random_device{}()),
+                    settings.sensor.empty() ? settings.hostname : settings.sensor};
+    if (options.test_mode) spdlog::info("test mode: relays go to the operator only");
+
+    auto listeners = open_listeners(io, settings);
+    for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);
+    asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(500)), asio::detached);
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        spdlog::info("signal {}: shutting down", signal);
+        app.stopping = true;
+        for (auto& bound : listeners) bound.acceptor.close();
+        registry.stop();
+        registry.expire_all();
+        // Sessions wind down on their own; one that does not within the grace period is cut.
+        auto grace = std::make_shared<asio::steady_timer>(io, std::chrono::seconds(5));
+        grace->async_wait([&io, grace](const boost::system::error_code&) { io.stop(); });
+    });
+    spdlog::info("relaybait serving as {} (data in {})", settings.hostname, settings.data_dir.string());
+    io.run();
+    events.flush();
+    return 0;
+}
+
+}  // namespace relaybait::net

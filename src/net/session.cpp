@@ -1,0 +1,454 @@
+#include "net/session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "events/event_log.hpp"
+#include "net/message_writer.hpp"
+#include "net/trace_headers.hpp"
+#include "net/transport.hpp"
+
+namespace relaybait::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+namespace json = boost::json;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+// A session stops reading while this much of its message is still waiting for the disk.
+constexpr std::uint64_t max_unwritten_message_bytes = 4u << 20;
+// Time a client gets to read our last reply once its session timed out.
+constexpr std::chrono::seconds farewell_timeout{10};
+
+std::string endpoint_ip(const tcp::endpoint& endpoint) {
+    auto address = endpoint.address();
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    }
+    return address.to_string();
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds delay) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+    co_await timer.async_wait(tuple_awaitable);
+}
+
+// Waits for the store's completion callback, which runs on a store thread, back on the
+// session's executor.
+asio::awaitable<store::commit_result> commit_message(store::ingest& ingest,
+                                                     const std::shared_ptr<store::pending_message>& message,
+                                                     store::message_record record) {
+    auto executor = co_await asio::this_coro::executor;
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(store::commit_result)>(
+        [&](auto handler) {
+            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+            ingest.commit(message, std::move(record), [shared, executor](store::commit_result result) {
+                asio::post(executor, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
+            });
+        },
+        asio::use_awaitable);
+}
+
+class session {
+public:
+    session(app_context& app, tcp::socket socket, const config::listener_config& listener)
+        : app_(app),
+          transport_(std::move(socket)),
+          writer_(app.ingest, [this](const smtp::envelope& envelope) { return begin_message(envelope); }) {
+        facts_.listener = listener.kind;
+        facts_.local_hostname = app.settings.hostname;
+        boost::system::error_code ec;
+        const auto peer = transport_.socket().remote_endpoint(ec);
+        const auto local = transport_.socket().local_endpoint(ec);
+        facts_.peer_ip = endpoint_ip(peer);
+        facts_.peer_port = peer.port();
+        facts_.local_ip = endpoint_ip(local);
+        facts_.local_port = local.port();
+        facts_.tls_active = listener.kind == smtp::listener_kind::smtps;
+
+        record_.id = app.new_session_id();
+        record_.sensor = app.sensor;
+        record_.listener = std::string(smtp::to_string(listener.kind));
+        record_.peer_ip = facts_.peer_ip;
+        record_.peer_port = facts_.peer_port;
+        record_.local_ip = facts_.local_ip;
+        record_.local_port = facts_.local_port;
+        record_.started_at = events::iso8601_utc_now();
+        event_fields_ = {record_.id, app.sensor, facts_.peer_ip, facts_.peer_port, facts_.local_ip, facts_.local_port,
+                         record_.listener};
+    }
+
+    asio::awaitable<void> run() {
+        emit("session.connect");
+        if (!app_.registry.admit(facts_.peer_ip)) {
+            co_await refuse_busy();
+            co_return;
+        }
+        registration_ = app_.registry.add(facts_.peer_ip, [this] { expire(); });
+        started_ = session_registry::clock::now();
+        try {
+            co_await converse();
+        } catch (const std::exception& e) {
+            spdlog::error("session {}: {}", record_.id, e.what());
+            outcome("error");
+            close(true);
+        }
+        app_.registry.remove(*registration_);
+        finish();
+    }
+
+private:
+    // --- the conversation --------------------------------------------------------------
+    asio::awaitable<void> converse() {
+        if (facts_.tls_active && !co_await handshake()) co_return;
+        engine_.emplace(app_.engine, facts_, writer_, app_.environment);
+        if (facts_.tls_active) {
+            smtp::output ignored;
+            engine_->tls_started(*transport_.tls_info(), ignored);
+        }
+        if (!co_await send(engine_->greeting())) co_return;
+
+        for (;;) {
+            timed_out_ = false;  // a deadline that passed while we were not reading is re-armed
+            arm_deadline(app_.settings.limits.idle_timeout);
+            boost::system::error_code ec;
+            const auto input = co_await transport_.read_some(ec);
+            if (ec || input.empty()) {
+                co_await end_on_read_error(ec);
+                co_return;
+            }
+            record_.bytes_in += input.size();
+            if (!co_await process(std::string_view(input.data(), input.size()))) co_return;
+        }
+    }
+
+    // Feeds input to the engine until it is consumed or the session ends; false = closed.
+    asio::awaitable<bool> process(std::string_view input) {
+        std::string backlog;  // input left over while a request is served (owned: the read buffer is shared)
+        for (;;) {
+            output_.clear();
+            engine_->feed(input, output_);
+            backlog.assign(input.substr(std::min(output_.consumed, input.size())));
+            const auto next = output_.next;
+            const bool abort = output_.abort_connection;
+            if (!co_await flush_output()) co_return false;
+
+            switch (next) {
+                case smtp::request::none:
+                    if (!co_await wait_for_disk()) co_return false;
+                    co_return true;
+                case smtp::request::close:
+                    close(abort);
+                    co_return false;
+                case smtp::request::start_tls:
+                    co_return co_await upgrade_to_tls();  // pipelined plaintext is dropped (RFC 3207)
+                case smtp::request::commit_message:
+                    if (!co_await commit()) co_return false;
+                    break;
+            }
+            input = backlog;
+            if (input.empty()) co_return true;
+        }
+    }
+
+    asio::awaitable<bool> upgrade_to_tls() {
+        if (!co_await handshake()) co_return false;
+        output_.clear();
+        engine_->tls_started(*transport_.tls_info(), output_);
+        co_return co_await flush_output();
+    }
+
+    asio::awaitable<bool> handshake() {
+        arm_deadline(app_.settings.limits.idle_timeout);
+        boost::system::error_code ec;
+        co_await transport_.start_tls(app_.tls, ec);
+        if (ec) {
+            note('I', "TLS handshake failed: " + ec.message());
+            outcome("tls_failed");
+            close(true);
+            co_return false;
+        }
+        const auto tls = *transport_.tls_info();
+        record_.tls_version = tls.version;
+        record_.tls_cipher = tls.cipher;
+        note('I', "TLS established: " + tls.version + " " + tls.cipher);
+        emit("tls.established", {{"tls_version", tls.version}, {"tls_cipher", tls.cipher}});
+        co_return true;
+    }
+
+    asio::awaitable<bool> commit() {
+        auto message = writer_.finish();
+        if (!message) co_return true;
+        auto record = message_record();
+        const auto result = co_await commit_message(app_.ingest, message, record);
+        output_.clear();
+        if (result.ok) {
+            ++record_.messages;
+            engine_->message_committed(record.queue_id, output_);
+            emit("message.received", {{"queue_id", record.queue_id},
+                                      {"message_id", result.message_id},
+                                      {"mail_from", events::to_json_safe(record.mail_from)},
+                                      {"rcpt_to", recipients_json(record.recipients)},
+                                      {"maildir_path", result.maildir_path}});
+        } else {
+            spdlog::error("session {}: message {} not stored: {}", record_.id, record.queue_id, result.error);
+            engine_->message_failed(output_);
+        }
+        co_return co_await flush_output();
+    }
+
+    // Backpressure: a fast client cannot queue more than a few MB of its message in memory.
+    asio::awaitable<bool> wait_for_disk() {
+        while (writer_.backlog() > max_unwritten_message_bytes) {
+            if (expired_ || timed_out_) co_return false;
+            co_await sleep_for(std::chrono::milliseconds(2));
+        }
+        co_return true;
+    }
+
+    // --- output ------------------------------------------------------------------------
+    asio::awaitable<bool> flush_output() {
+        record_observations();
+        std::string batch;
+        for (auto& reply : output_.replies) {
+            if (reply.delay_before.count() > 0) {
+                if (!batch.empty() && !co_await send(std::exchange(batch, {}))) co_return false;
+                co_await sleep_for(reply.delay_before);
+            }
+            note('S', reply.text);
+            batch += reply.text;
+        }
+        co_return batch.empty() || co_await send(std::move(batch));
+    }
+
+    asio::awaitable<bool> send(std::string bytes) {
+        if (expired_) co_return false;
+        boost::system::error_code ec;
+        co_await transport_.write(bytes, ec);
+        record_.bytes_out += bytes.size();
+        if (ec) {
+            if (!expired_) outcome("disconnect");
+            co_return false;
+        }
+        co_return true;
+    }
+
+    asio::awaitable<void> refuse_busy() {
+        smtp::engine probe(app_.engine, facts_, writer_, app_.environment);
+        note('S', probe.busy_reply());
+        outcome("busy");
+        boost::system::error_code ec;
+        if (!facts_.tls_active) co_await transport_.write(probe.busy_reply(), ec);
+        close(false);
+        finish();
+    }
+
+    asio::awaitable<void> end_on_read_error(const boost::system::error_code& ec) {
+        if (timed_out_) {
+            outcome("timeout");
+            note('I', "timeout");
+            expired_ = false;
+            arm_deadline(farewell_timeout);
+            co_await send(engine_->timeout_reply());
+            close(false);
+        } else if (!expired_) {
+            outcome("disconnect");
+            if (ec && ec != asio::error::eof) note('I', "read error: " + ec.message());
+            close(false);
+        } else {
+            outcome(app_.stopping ? "shutdown" : "timeout");
+            close(true);
+        }
+    }
+
+    // --- deadlines -----------------------------------------------------------------------
+    void arm_deadline(std::chrono::seconds idle) {
+        if (!registration_) return;
+        const auto session_end = started_ + app_.settings.limits.session_timeout;
+        auto deadline = session_registry::clock::now() + idle;
+        if (!timed_out_ && deadline > session_end) deadline = session_end;
+        app_.registry.set_deadline(*registration_, deadline);
+        (*registration_)->expired = false;
+    }
+
+    // Called by the registry's sweeper: first a polite 421, the second time the socket goes.
+    void expire() {
+        if (!timed_out_ && !app_.stopping) {
+            timed_out_ = true;
+        } else {
+            expired_ = true;
+        }
+        transport_.cancel();
+    }
+
+    void close(bool reset) {
+        transport_.close(reset);
+        closed_ = true;
+    }
+
+    // --- records -----------------------------------------------------------------------
+    std::string begin_message(const smtp::envelope& envelope) {
+        pending_queue_id_ = app_.queue_ids.next(std::chrono::system_clock::now());
+        pending_received_at_ = std::chrono::system_clock::now();
+        return make_trace_headers(trace_facts{facts_, envelope, engine_->tls(), pending_queue_id_, record_.id,
+                                              pending_received_at_});
+    }
+
+    store::message_record message_record() {
+        const auto& envelope = engine_->current_envelope();
+        store::message_record record;
+        record.queue_id = pending_queue_id_;
+        record.session_id = record_.id;
+        record.received_at = events::iso8601_utc_now();
+        record.peer_ip = facts_.peer_ip;
+        record.peer_port = facts_.peer_port;
+        record.listener = record_.listener;
+        record.helo_name = envelope.helo_name;
+        record.mail_from = envelope.mail_from;
+        record.mail_parameters = envelope.mail_parameters;
+        for (const auto& rcpt : envelope.recipients) record.recipients.push_back(rcpt.address);
+        if (envelope.auth && envelope.auth->accepted) record.auth_username = envelope.auth->username;
+        record.tls_version = record_.tls_version;
+        record.tls_cipher = record_.tls_cipher;
+        record.via_bdat = envelope.via_bdat;
+        return record;
+    }
+
+    void record_observations() {
+        for (const auto& seen : output_.observations) {
+            using kind = smtp::observation::kind;
+            switch (seen.what) {
+                case kind::command:
+                    ++record_.commands;
+                    note('C', seen.text);
+                    break;
+                case kind::helo:
+                    record_.helo_verb = engine_->current_envelope().helo_verb;
+                    record_.helo_name = seen.text;
+                    emit("smtp.helo", {{"verb", record_.helo_verb}, {"helo", events::to_json_safe(seen.text)}});
+                    break;
+                case kind::auth:
+                    record_credential();
+                    break;
+                case kind::mail_from:
+                    emit("smtp.mail_from", {{"address", events::to_json_safe(seen.text)}});
+                    break;
+                case kind::rcpt_to:
+                    emit("smtp.rcpt_to", {{"address", events::to_json_safe(seen.text)}});
+                    break;
+                case kind::http_probe:
+                    outcome("http_probe");
+                    emit("http.probe", {{"request", events::to_json_safe(seen.text)}});
+                    break;
+                case kind::limit_hit:
+                    outcome("limit");
+                    emit("session.limit", {{"limit", events::to_json_safe(seen.text)}});
+                    break;
+                case kind::protocol_error:
+                    ++record_.errors;
+                    break;
+                case kind::message_begin:
+                case kind::tls_requested:
+                    break;
+            }
+        }
+    }
+
+    void record_credential() {
+        const auto& attempts = engine_->credentials();
+        if (attempts.empty()) return;
+        const auto& attempt = attempts.back();
+        store::credential_record credential;
+        credential.session_id = record_.id;
+        credential.peer_ip = facts_.peer_ip;
+        credential.at = events::iso8601_utc_now();
+        credential.listener = record_.listener;
+        credential.mechanism = attempt.mechanism;
+        credential.authzid = attempt.authzid;
+        credential.username = attempt.username;
+        credential.password = attempt.password;
+        credential.challenge = attempt.challenge;
+        credential.raw = attempt.raw;
+        credential.accepted = attempt.accepted;
+        emit("auth.captured", {{"mechanism", attempt.mechanism},
+                               {"username", events::to_json_safe(attempt.username)},
+                               {"password", events::to_json_safe(attempt.password)},
+                               {"accepted", attempt.accepted}});
+        app_.ingest.record_credential(std::move(credential));
+    }
+
+    void note(char direction, std::string_view text) {
+        if (record_.transcript_truncated) return;
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+        if (transcript_bytes_ + text.size() > app_.settings.limits.transcript_bytes) {
+            record_.transcript_truncated = true;
+            return;
+        }
+        transcript_bytes_ += text.size();
+        record_.transcript.push_back({events::iso8601_utc_now(), direction, std::string(text)});
+    }
+
+    void outcome(std::string_view what) {
+        if (record_.outcome.empty()) record_.outcome = what;
+    }
+
+    void emit(std::string_view eventid, json::object fields = {}) {
+        app_.events.emit(eventid, event_fields_, std::move(fields));
+    }
+
+    static json::array recipients_json(const std::vector<std::string>& recipients) {
+        json::array all;
+        for (const auto& rcpt : recipients) all.emplace_back(events::to_json_safe(rcpt));
+        return all;
+    }
+
+    void finish() {
+        writer_.discard();  // a message still open when the session ends was never acknowledged
+        if (engine_) {
+            record_.errors = std::max<std::uint32_t>(record_.errors, engine_->errors());
+            if (record_.outcome.empty()) record_.outcome = "quit";
+        }
+        record_.ended_at = events::iso8601_utc_now();
+        emit("session.close", {{"outcome", record_.outcome},
+                               {"duration", std::chrono::duration<double>(session_registry::clock::now() - started_).count()},
+                               {"messages", record_.messages},
+                               {"commands", record_.commands},
+                               {"bytes_in", record_.bytes_in},
+                               {"bytes_out", record_.bytes_out}});
+        app_.ingest.record_session(std::move(record_));
+    }
+
+    app_context& app_;
+    transport transport_;
+    message_writer writer_;
+    smtp::connection_facts facts_;
+    std::optional<smtp::engine> engine_;
+    smtp::output output_;
+    store::session_record record_;
+    events::session_fields event_fields_;
+    std::optional<session_registry::handle> registration_;
+    session_registry::clock::time_point started_ = session_registry::clock::now();
+    std::size_t transcript_bytes_ = 0;
+    std::string pending_queue_id_;
+    std::chrono::system_clock::time_point pending_received_at_;
+    bool timed_out_ = false;  // the deadline passed once: answer 421 and close
+    bool expired_ = false;    // the deadline passed twice, or shutdown: just close
+    bool closed_ = false;
+};
+
+}  // namespace
+
+asio::awaitable<void> run_session(app_context& app, tcp::socket socket, const config::listener_config& listener) {
+    session s(app, std::move(socket), listener);
+    co_await s.run();
+}
+
+}  // namespace relaybait::net

@@ -1,0 +1,55 @@
+#pragma once
+// Every live session: counts per client IP and overall (connection limits), and deadlines.
+// One sweeper timer checks all deadlines twice a second instead of one timer per session,
+// which keeps an idle session down to a few hundred bytes.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <list>
+#include <string>
+#include <unordered_map>
+
+namespace relaybait::net {
+
+class session_registry {
+public:
+    using clock = std::chrono::steady_clock;
+
+    struct entry {
+        std::string peer_ip;
+        clock::time_point deadline = clock::time_point::max();
+        std::function<void()> expire;  // called once when the deadline passes (or at shutdown)
+        bool expired = false;
+    };
+    using handle = std::list<entry>::iterator;
+
+    session_registry(std::size_t max_total, std::size_t max_per_ip);
+
+    // Admission: false when a limit is reached (the caller answers busy and closes).
+    bool admit(const std::string& peer_ip) const;
+    handle add(std::string peer_ip, std::function<void()> expire);
+    void remove(handle h);
+    void set_deadline(handle h, clock::time_point deadline) { h->deadline = deadline; }
+
+    std::size_t total() const { return sessions_.size(); }
+    std::size_t from(const std::string& peer_ip) const;
+
+    // Calls expire on every session past its deadline; returns how many.
+    std::size_t sweep(clock::time_point now);
+    // Shutdown: expire everything.
+    void expire_all();
+    void stop() { stopped_ = true; }  // the sweeper ends at its next tick
+    boost::asio::awaitable<void> run_sweeper(std::chrono::milliseconds period);
+
+private:
+    std::size_t max_total_;
+    std::size_t max_per_ip_;
+    bool stopped_ = false;
+    std::list<entry> sessions_;
+    std::unordered_map<std::string, std::size_t> per_ip_;
+};
+
+}  // namespace relaybait::net

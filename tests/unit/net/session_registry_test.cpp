@@ -1,0 +1,48 @@
+#include "net/session_registry.hpp"
+
+#include <gtest/gtest.h>
+
+namespace relaybait::net {
+namespace {
+
+using clock = session_registry::clock;
+
+TEST(session_registry, admits_up_to_the_per_ip_limit) {
+    session_registry registry(100, 2);
+    auto a = registry.add("198.51.100.1", [] {});
+    EXPECT_TRUE(registry.admit("198.51.100.1"));
+    auto b = registry.add("198.51.100.1", [] {});
+    EXPECT_FALSE(registry.admit("198.51.100.1"));
+    EXPECT_TRUE(registry.admit("198.51.100.2"));  // others are unaffected
+    registry.remove(a);
+    EXPECT_TRUE(registry.admit("198.51.100.1"));
+    registry.remove(b);
+    EXPECT_EQ(registry.from("198.51.100.1"), 0u);
+}
+
+TEST(session_registry, admits_up_to_the_total_limit) {
+    session_registry registry(2, 10);
+    registry.add("198.51.100.1", [] {});
+    registry.add("198.51.100.2", [] {});
+    EXPECT_FALSE(registry.admit("198.51.100.3"));
+    EXPECT_EQ(registry.total(), 2u);
+}
+
+TEST(session_registry, sweep_expires_only_sessions_past_their_deadline_once) {
+    session_registry registry(10, 10);
+    int expired_a = 0, expired_b = 0;
+    auto a = registry.add("198.51.100.1", [&] { ++expired_a; });
+    auto b = registry.add("198.51.100.2", [&] { ++expired_b; });
+    const auto now = clock::now();
+    registry.set_deadline(a, now - std::chrono::seconds(1));
+    registry.set_deadline(b, now + std::chrono::hours(1));
+    EXPECT_EQ(registry.sweep(now), 1u);
+    EXPECT_EQ(registry.sweep(now), 0u);
+    EXPECT_EQ(expired_a, 1);
+    EXPECT_EQ(expired_b, 0);
+    registry.expire_all();
+    EXPECT_EQ(expired_b, 1);
+}
+
+}  // namespace
+}  // namespace relaybait::net
