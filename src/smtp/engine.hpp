@@ -14,7 +14,16 @@
 //        - close: flush replies and close the connection (abort = send RST instead of FIN).
 //      feed() consumes input up to the point where it issued a request; the caller keeps the
 //      unconsumed tail and feeds it again after the request is served.
-//   3. on idle/session timeout call timeout() for the reply to send before closing.
+//   3. on idle/session timeout call timeout_reply() for the reply to send before closing.
+//
+// Notes on the implementation (smtp/engine.cpp), no signature changes:
+//   - the engine keeps a pointer to the engine_config (and its persona): both must outlive it.
+//   - after commit_message, feed() returns at once (consumed 0) until message_committed()/
+//     message_failed(); after start_tls, until tls_started(); after close, always.
+//   - on start_tls, consumed == the whole input: pipelined plaintext is discarded (RFC 3207).
+//   - a message still open in the sink when the engine is destroyed is discard()ed.
+//   - DATA bytes go to the sink unstuffed with their line ends as received (CRLF, or the bare
+//     LF Postfix 3.7 also accepts), so smuggling attempts stay visible in the stored message.
 #include <chrono>
 #include <cstdint>
 #include <memory>

@@ -15,6 +15,12 @@ struct limits {
     std::uint64_t message_size = 10'240'000;
     // Postfix smtpd_recipient_limit (RFC 5321 4.5.3.1.8 asks for at least 100).
     std::size_t recipients_per_message = 1000;
+    // Postfix smtpd_recipient_overshoot_limit: 452s past the recipient limit that are not errors.
+    std::size_t recipient_overshoot = 1000;
+    // Postfix smtpd_junk_command_limit: NOOP/VRFY/ETRN/RSET/HELO/EHLO beyond this count as errors.
+    std::size_t junk_commands = 100;
+    // Postfix smtpd_sasl_response_limit: longest AUTH continuation line.
+    std::size_t sasl_response_length = 12288;
     // Not a Postfix limit: a honeypot session should not ingest an unbounded campaign.
     std::size_t messages_per_session = 1000;
     // Not a Postfix limit: bounds the transcript and CPU one connection can cost.
