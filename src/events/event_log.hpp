@@ -3,8 +3,13 @@
 // (Cowrie, Dionaea, T-Pot): timestamp, eventid, session, sensor, src_ip, src_port, dst_ip,
 // dst_port, protocol, plus the event's own fields. Written by a background thread; emit()
 // never blocks on disk. Rotated by size: events.jsonl -> events.jsonl.1 -> ... (keep N).
+// Every string and key is made valid UTF-8 first (events/json_safe.hpp): ill-formed bytes
+// from the network become U+FFFD. The file is opened in append mode, created 0640.
+// Common fields always win over an event field of the same name. The constructor throws
+// std::runtime_error when the file cannot be opened; later write errors count as dropped.
 #include <boost/json/object.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -41,7 +46,8 @@ public:
     void emit(std::string_view eventid, const session_fields& session, boost::json::object fields = {});
     void emit_raw(boost::json::object event);  // a complete event (timestamp added if missing)
     void flush();  // blocks until everything queued so far is written (tests, shutdown)
-    std::uint64_t dropped() const;
+    std::uint64_t dropped() const;  // events lost: queue full, or the file could not be written
+    std::uint64_t written() const;  // events written to the file
 
 private:
     struct impl;
@@ -49,5 +55,7 @@ private:
 };
 
 std::string iso8601_utc_now();
+// "2026-11-23T18:07:03.123456Z" for any instant (added for tests and the store).
+std::string iso8601_utc(std::chrono::system_clock::time_point at);
 
 }  // namespace relaybait::events

@@ -26,6 +26,17 @@ smtp::engine_config engine_config_from(const config::settings& settings) {
     return engine;
 }
 
+// "::" means every interface; on a host without IPv6 that is 0.0.0.0.
+asio::ip::tcp::acceptor open_any_family(asio::io_context& io, const std::string& address, std::uint16_t port) {
+    try {
+        return open_listener(io, address, port);
+    } catch (const std::runtime_error& error) {
+        if (address != "::") throw;
+        spdlog::warn("{}; listening on IPv4 only", error.what());
+        return open_listener(io, "0.0.0.0", port);
+    }
+}
+
 struct bound_listener {
     const config::listener_config* listener;
     asio::ip::tcp::acceptor acceptor;
@@ -37,7 +48,7 @@ std::list<bound_listener> open_listeners(asio::io_context& io, const config::set
         if (!listener.enabled) continue;
         for (const auto& address : settings.bind) {
             const auto port = settings.effective_port(listener);
-            bound.push_back({&listener, open_listener(io, address, port)});
+            bound.push_back({&listener, open_any_family(io, address, port)});
             spdlog::info("listening: {} on [{}]:{}", listener.name, address, port);
         }
     }

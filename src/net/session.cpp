@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "events/event_log.hpp"
+#include "events/json_safe.hpp"
 #include "net/message_writer.hpp"
 #include "net/trace_headers.hpp"
 #include "net/transport.hpp"
@@ -108,13 +109,17 @@ public:
 private:
     // --- the conversation --------------------------------------------------------------
     asio::awaitable<void> converse() {
-        if (facts_.tls_active && !co_await handshake()) co_return;
+        if (facts_.tls_active) {
+            const bool established = co_await handshake();
+            if (!established) co_return;
+        }
         engine_.emplace(app_.engine, facts_, writer_, app_.environment);
         if (facts_.tls_active) {
             smtp::output ignored;
             engine_->tls_started(*transport_.tls_info(), ignored);
         }
-        if (!co_await send(engine_->greeting())) co_return;
+        const bool greeted = co_await send(engine_->greeting());
+        if (!greeted) co_return;
 
         for (;;) {
             timed_out_ = false;  // a deadline that passed while we were not reading is re-armed
@@ -126,7 +131,8 @@ private:
                 co_return;
             }
             record_.bytes_in += input.size();
-            if (!co_await process(std::string_view(input.data(), input.size()))) co_return;
+            const bool open = co_await process(std::string_view(input.data(), input.size()));
+            if (!open) co_return;
         }
     }
 
@@ -139,20 +145,24 @@ private:
             backlog.assign(input.substr(std::min(output_.consumed, input.size())));
             const auto next = output_.next;
             const bool abort = output_.abort_connection;
-            if (!co_await flush_output()) co_return false;
+            const bool flushed = co_await flush_output();
+            if (!flushed) co_return false;
 
-            switch (next) {
-                case smtp::request::none:
-                    if (!co_await wait_for_disk()) co_return false;
-                    co_return true;
-                case smtp::request::close:
-                    close(abort);
-                    co_return false;
-                case smtp::request::start_tls:
-                    co_return co_await upgrade_to_tls();  // pipelined plaintext is dropped (RFC 3207)
-                case smtp::request::commit_message:
-                    if (!co_await commit()) co_return false;
-                    break;
+            // Plain if/else rather than a switch: g++ 12 miscompiles co_await inside switch cases.
+            if (next == smtp::request::close) {
+                close(abort);
+                co_return false;
+            }
+            if (next == smtp::request::start_tls) {
+                const bool upgraded = co_await upgrade_to_tls();  // pipelined plaintext is dropped (RFC 3207)
+                co_return upgraded;
+            }
+            if (next == smtp::request::commit_message) {
+                const bool committed = co_await commit();
+                if (!committed) co_return false;
+            } else {
+                const bool drained = co_await wait_for_disk();
+                co_return drained;
             }
             input = backlog;
             if (input.empty()) co_return true;
@@ -160,10 +170,12 @@ private:
     }
 
     asio::awaitable<bool> upgrade_to_tls() {
-        if (!co_await handshake()) co_return false;
+        const bool established = co_await handshake();
+        if (!established) co_return false;
         output_.clear();
         engine_->tls_started(*transport_.tls_info(), output_);
-        co_return co_await flush_output();
+        const bool flushed = co_await flush_output();
+        co_return flushed;
     }
 
     asio::awaitable<bool> handshake() {
@@ -202,7 +214,8 @@ private:
             spdlog::error("session {}: message {} not stored: {}", record_.id, record.queue_id, result.error);
             engine_->message_failed(output_);
         }
-        co_return co_await flush_output();
+        const bool flushed = co_await flush_output();
+        co_return flushed;
     }
 
     // Backpressure: a fast client cannot queue more than a few MB of its message in memory.
@@ -220,13 +233,18 @@ private:
         std::string batch;
         for (auto& reply : output_.replies) {
             if (reply.delay_before.count() > 0) {
-                if (!batch.empty() && !co_await send(std::exchange(batch, {}))) co_return false;
+                if (!batch.empty()) {
+                    const bool sent = co_await send(std::exchange(batch, {}));
+                    if (!sent) co_return false;
+                }
                 co_await sleep_for(reply.delay_before);
             }
             note('S', reply.text);
             batch += reply.text;
         }
-        co_return batch.empty() || co_await send(std::move(batch));
+        if (batch.empty()) co_return true;
+        const bool sent = co_await send(std::move(batch));
+        co_return sent;
     }
 
     asio::awaitable<bool> send(std::string bytes) {

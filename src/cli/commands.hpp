@@ -1,0 +1,47 @@
+#pragma once
+// The command groups of `relaybait` and what they share. app.cpp wires the real process
+// (std::cout, net::serve); tests call run_app() with their own streams and serve function.
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "net/server.hpp"
+
+namespace relaybait::cli {
+
+struct console {
+    std::ostream& out;
+    std::ostream& err;
+};
+
+using serve_function = std::function<int(const config::settings&, const net::serve_options&)>;
+
+// The command chosen on the command line, run once parsing succeeded. Returns the exit code.
+using command_runner = std::function<int()>;
+
+// Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 bad usage or configuration.
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failure = 1;
+inline constexpr int exit_usage = 2;
+
+// A runtime failure the operator can act on (missing data directory, unknown id): message, exit 1.
+class command_failure : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// `args` without the program name.
+int run_app(const std::vector<std::string>& args, console io, serve_function serve);
+
+void add_serve_commands(CLI::App& app, command_runner& selected, console io, serve_function serve);  // serve, config
+void add_message_commands(CLI::App& app, command_runner& selected, console io);
+void add_session_commands(CLI::App& app, command_runner& selected, console io);
+void add_credential_commands(CLI::App& app, command_runner& selected, console io);
+
+}  // namespace relaybait::cli

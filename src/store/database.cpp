@@ -1,0 +1,663 @@
+#include "store/database.hpp"
+
+#include "events/json_safe.hpp"
+
+#include <boost/json.hpp>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+
+namespace relaybait::store {
+namespace {
+
+// Numbered migrations; each runs once, in order, inside the opening transaction.
+// Never edit a released migration: add a new one.
+constexpr const char* migrations[] = {
+    // 1: initial schema
+    R"sql(
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    sensor TEXT NOT NULL DEFAULT '',
+    listener TEXT NOT NULL DEFAULT '',
+    peer_ip TEXT NOT NULL DEFAULT '',
+    peer_port INTEGER NOT NULL DEFAULT 0,
+    local_ip TEXT NOT NULL DEFAULT '',
+    local_port INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL DEFAULT '',
+    ended_at TEXT,
+    helo_verb TEXT NOT NULL DEFAULT '',
+    helo_name TEXT NOT NULL DEFAULT '',
+    tls_version TEXT NOT NULL DEFAULT '',
+    tls_cipher TEXT NOT NULL DEFAULT '',
+    transcript TEXT NOT NULL DEFAULT '[]',
+    transcript_truncated INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    commands INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_by_started ON sessions(started_at DESC);
+CREATE INDEX sessions_by_peer ON sessions(peer_ip, started_at DESC);
+
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    queue_id TEXT NOT NULL UNIQUE,
+    session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+    received_at TEXT NOT NULL,
+    peer_ip TEXT NOT NULL DEFAULT '',
+    peer_port INTEGER NOT NULL DEFAULT 0,
+    listener TEXT NOT NULL DEFAULT '',
+    helo_name TEXT NOT NULL DEFAULT '',
+    mail_from TEXT NOT NULL DEFAULT '',
+    mail_parameters TEXT NOT NULL DEFAULT '',
+    auth_username TEXT NOT NULL DEFAULT '',
+    tls_version TEXT NOT NULL DEFAULT '',
+    tls_cipher TEXT NOT NULL DEFAULT '',
+    via_bdat INTEGER NOT NULL DEFAULT 0,
+    folder TEXT NOT NULL DEFAULT '',
+    maildir_path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    header_subject TEXT NOT NULL DEFAULT '',
+    header_from TEXT NOT NULL DEFAULT '',
+    header_to TEXT NOT NULL DEFAULT '',
+    header_date TEXT NOT NULL DEFAULT '',
+    header_message_id TEXT NOT NULL DEFAULT '',
+    header_x_mailer TEXT NOT NULL DEFAULT '',
+    header_user_agent TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX messages_by_session ON messages(session_id);
+CREATE INDEX messages_by_peer ON messages(peer_ip, id DESC);
+CREATE INDEX messages_by_sha256 ON messages(sha256);
+CREATE INDEX messages_by_folder ON messages(folder, id DESC);
+CREATE INDEX messages_by_received ON messages(received_at DESC);
+
+CREATE TABLE recipients (
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    local_part TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    PRIMARY KEY (message_id, position)
+) WITHOUT ROWID;
+CREATE INDEX recipients_by_domain ON recipients(domain);
+CREATE INDEX recipients_by_address ON recipients(address);
+
+CREATE TABLE credentials (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+    peer_ip TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL DEFAULT '',
+    listener TEXT NOT NULL DEFAULT '',
+    mechanism TEXT NOT NULL DEFAULT '',
+    authzid TEXT NOT NULL DEFAULT '',
+    username TEXT NOT NULL DEFAULT '',
+    password TEXT NOT NULL DEFAULT '',
+    challenge TEXT NOT NULL DEFAULT '',
+    raw TEXT NOT NULL DEFAULT '',
+    accepted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX credentials_by_session ON credentials(session_id);
+CREATE INDEX credentials_by_peer ON credentials(peer_ip, id DESC);
+CREATE INDEX credentials_by_username ON credentials(username);
+)sql",
+};
+constexpr int latest_version = static_cast<int>(std::size(migrations));
+constexpr std::size_t max_limit = 10'000;
+
+std::string base64_encode(std::string_view in) {
+    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    std::string out(in.size() / 4 * 3 + 1, '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+    if (n < 0) return std::nullopt;
+    std::size_t len = static_cast<std::size_t>(n);
+    if (!in.empty() && in.back() == '=') --len;
+    if (in.size() >= 2 && in[in.size() - 2] == '=') --len;
+    out.resize(len);
+    return out;
+}
+
+std::string transcript_to_json(const std::vector<transcript_line>& lines) {
+    boost::json::array array;
+    array.reserve(lines.size());
+    for (const auto& line : lines) {
+        boost::json::object o;
+        o["at"] = events::to_json_safe(line.at);
+        o["dir"] = std::string(1, line.direction);
+        if (events::is_valid_utf8(line.text)) {
+            o["text"] = line.text;
+        } else {
+            o["text"] = events::to_json_safe(line.text);
+            o["b64"] = base64_encode(line.text);
+        }
+        array.push_back(std::move(o));
+    }
+    return boost::json::serialize(array);
+}
+
+std::vector<transcript_line> transcript_from_json(std::string_view text) {
+    std::vector<transcript_line> lines;
+    boost::system::error_code ec;
+    auto value = boost::json::parse(text, ec);
+    if (ec || !value.is_array()) return lines;
+    for (const auto& item : value.as_array()) {
+        const auto* o = item.if_object();
+        if (!o) continue;
+        transcript_line line;
+        if (auto* at = o->if_contains("at"); at && at->is_string()) line.at = std::string(at->get_string());
+        if (auto* dir = o->if_contains("dir"); dir && dir->is_string() && !dir->get_string().empty())
+            line.direction = dir->get_string()[0];
+        std::optional<std::string> exact;
+        if (auto* b64 = o->if_contains("b64"); b64 && b64->is_string()) exact = base64_decode(b64->get_string());
+        if (exact) {
+            line.text = std::move(*exact);
+        } else if (auto* t = o->if_contains("text"); t && t->is_string()) {
+            line.text = std::string(t->get_string());
+        }
+        lines.push_back(std::move(line));
+    }
+    return lines;
+}
+
+}  // namespace
+
+// One prepared statement, reset and cleared on every use.
+class statement {
+public:
+    statement(sqlite3_stmt* s, const std::string& file) : stmt_(s), file_(&file) {}
+    sqlite3_stmt* get() const { return stmt_; }
+
+    statement& bind(int i, std::string_view v) {
+        check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+        return *this;
+    }
+    statement& bind(int i, const std::string& v) { return bind(i, std::string_view(v)); }
+    statement& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
+    statement& bind(int i, std::int64_t v) {
+        check(sqlite3_bind_int64(stmt_, i, v));
+        return *this;
+    }
+    statement& bind_null(int i) {
+        check(sqlite3_bind_null(stmt_, i));
+        return *this;
+    }
+    statement& bind_optional(int i, const std::optional<std::string>& v) { return v ? bind(i, *v) : bind_null(i); }
+    statement& bind_session(int i, const std::string& id) { return id.empty() ? bind_null(i) : bind(i, id); }
+
+    bool step() {  // true: a row is available
+        const int rc = sqlite3_step(stmt_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        fail(rc);
+    }
+    void run() {
+        while (step()) {
+        }
+    }
+    std::string text(int col) const {
+        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+        return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+    }
+    bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+    std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+private:
+    void check(int rc) const {
+        if (rc != SQLITE_OK) fail(rc);
+    }
+    [[noreturn]] void fail(int) const {
+        sqlite3* db = sqlite3_db_handle(stmt_);
+        throw std::runtime_error(*file_ + ": " + sqlite3_errmsg(db) + " (in: " + sqlite3_sql(stmt_) + ")");
+    }
+    sqlite3_stmt* stmt_;
+    const std::string* file_;
+};
+
+struct database::impl {
+    std::filesystem::path path;
+    std::string file;  // path as text, for messages
+    mode open_mode;
+    sqlite3* db = nullptr;
+    mutable std::mutex mutex;
+    mutable std::unordered_map<std::string, sqlite3_stmt*> cache;
+    int version = 0;
+
+    [[noreturn]] void fail(std::string_view what) const {
+        throw std::runtime_error(file + ": " + std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+    }
+
+    void exec(const char* sql) const {
+        char* err = nullptr;
+        if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+            std::string message = err ? err : sqlite3_errmsg(db);
+            sqlite3_free(err);
+            throw std::runtime_error(file + ": " + message);
+        }
+    }
+
+    // Cached, reset, bindings cleared.
+    statement prepare(const std::string& sql) const {
+        auto it = cache.find(sql);
+        if (it == cache.end()) {
+            sqlite3_stmt* s = nullptr;
+            if (sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s,
+                                   nullptr) != SQLITE_OK)
+                fail("cannot prepare statement");
+            it = cache.emplace(sql, s).first;
+        }
+        sqlite3_reset(it->second);
+        sqlite3_clear_bindings(it->second);
+        return statement(it->second, file);
+    }
+
+    int read_version() const {
+        auto exists = prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'");
+        if (!exists.step()) return 0;
+        auto q = prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+        q.step();
+        return static_cast<int>(q.integer(0));
+    }
+
+    void migrate() {
+        exec("BEGIN IMMEDIATE");
+        try {
+            exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+            int current = read_version();
+            if (current > latest_version)
+                throw std::runtime_error(file + ": schema version " + std::to_string(current) +
+                                         " is newer than this relaybait (" + std::to_string(latest_version) + ")");
+            for (int v = current + 1; v <= latest_version; ++v) {
+                exec(migrations[v - 1]);
+                prepare("INSERT INTO schema_migrations(version, applied_at) VALUES(?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'))")
+                    .bind(1, std::int64_t{v})
+                    .run();
+            }
+            exec("COMMIT");
+        } catch (...) {
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
+        version = read_version();
+    }
+
+    impl(const std::filesystem::path& p, mode m) : path(p), file(p.string()), open_mode(m) {
+        const int flags = (m == mode::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                          SQLITE_OPEN_NOMUTEX;
+        if (sqlite3_open_v2(file.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+            std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+            sqlite3_close(db);
+            db = nullptr;
+            throw std::runtime_error(file + ": cannot open database: " + message);
+        }
+        try {
+            sqlite3_extended_result_codes(db, 1);
+            sqlite3_busy_timeout(db, 10'000);
+            exec("PRAGMA foreign_keys=ON");
+            if (m == mode::read_write) {
+                exec("PRAGMA journal_mode=WAL");
+                exec("PRAGMA synchronous=FULL");
+                migrate();
+            } else {
+                version = read_version();
+                if (version == 0)
+                    throw std::runtime_error(file + ": not a relaybait database (no schema_migrations)");
+                if (version != latest_version)
+                    throw std::runtime_error(file + ": schema version " + std::to_string(version) + ", this relaybait expects " +
+                                             std::to_string(latest_version) + "; open it read-write (start the server) to migrate");
+            }
+        } catch (...) {
+            close();
+            throw;
+        }
+    }
+
+    void close() {
+        for (auto& [sql, s] : cache) sqlite3_finalize(s);
+        cache.clear();
+        sqlite3_close_v2(db);
+        db = nullptr;
+    }
+
+    ~impl() { close(); }
+
+    void require_writable() const {
+        if (open_mode != mode::read_write) throw std::runtime_error(file + ": database opened read-only");
+    }
+
+    void ensure_session_stub(const std::string& id, const std::string& listener, const std::string& peer_ip,
+                             std::int64_t peer_port, const std::string& started_at) {
+        if (id.empty()) return;
+        prepare("INSERT INTO sessions(id, listener, peer_ip, peer_port, started_at) VALUES(?1,?2,?3,?4,?5) "
+                "ON CONFLICT(id) DO NOTHING")
+            .bind(1, id).bind(2, listener).bind(3, peer_ip).bind(4, peer_port).bind(5, started_at)
+            .run();
+    }
+
+    static constexpr const char* message_columns =
+        "id, queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from, "
+        "mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256, "
+        "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent";
+
+    message_record read_message(const statement& s) const {
+        message_record m;
+        int c = 0;
+        m.id = s.integer(c++);
+        m.queue_id = s.text(c++);
+        m.session_id = s.text(c++);
+        m.received_at = s.text(c++);
+        m.peer_ip = s.text(c++);
+        m.peer_port = static_cast<std::uint16_t>(s.integer(c++));
+        m.listener = s.text(c++);
+        m.helo_name = s.text(c++);
+        m.mail_from = s.text(c++);
+        m.mail_parameters = s.text(c++);
+        m.auth_username = s.text(c++);
+        m.tls_version = s.text(c++);
+        m.tls_cipher = s.text(c++);
+        m.via_bdat = s.integer(c++) != 0;
+        m.folder = s.text(c++);
+        m.maildir_path = s.text(c++);
+        m.size = static_cast<std::uint64_t>(s.integer(c++));
+        m.sha256 = s.text(c++);
+        m.headers.subject = s.text(c++);
+        m.headers.from = s.text(c++);
+        m.headers.to = s.text(c++);
+        m.headers.date = s.text(c++);
+        m.headers.message_id = s.text(c++);
+        m.headers.x_mailer = s.text(c++);
+        m.headers.user_agent = s.text(c++);
+        auto r = prepare("SELECT address FROM recipients WHERE message_id=?1 ORDER BY position");
+        r.bind(1, m.id);
+        while (r.step()) m.recipients.push_back(r.text(0));
+        return m;
+    }
+
+    static constexpr const char* session_columns =
+        "id, sensor, listener, peer_ip, peer_port, local_ip, local_port, started_at, ended_at, helo_verb, "
+        "helo_name, tls_version, tls_cipher, transcript_truncated, bytes_in, bytes_out, commands, errors, "
+        "messages, outcome";
+
+    static session_record read_session(const statement& s) {
+        session_record r;
+        int c = 0;
+        r.id = s.text(c++);
+        r.sensor = s.text(c++);
+        r.listener = s.text(c++);
+        r.peer_ip = s.text(c++);
+        r.peer_port = static_cast<std::uint16_t>(s.integer(c++));
+        r.local_ip = s.text(c++);
+        r.local_port = static_cast<std::uint16_t>(s.integer(c++));
+        r.started_at = s.text(c++);
+        if (!s.is_null(c)) r.ended_at = s.text(c);
+        ++c;
+        r.helo_verb = s.text(c++);
+        r.helo_name = s.text(c++);
+        r.tls_version = s.text(c++);
+        r.tls_cipher = s.text(c++);
+        r.transcript_truncated = s.integer(c++) != 0;
+        r.bytes_in = static_cast<std::uint64_t>(s.integer(c++));
+        r.bytes_out = static_cast<std::uint64_t>(s.integer(c++));
+        r.commands = static_cast<std::uint32_t>(s.integer(c++));
+        r.errors = static_cast<std::uint32_t>(s.integer(c++));
+        r.messages = static_cast<std::uint32_t>(s.integer(c++));
+        r.outcome = s.text(c++);
+        return r;
+    }
+
+    // WHERE clause built from fixed fragments only; every value is a bound parameter.
+    struct where {
+        std::string sql;
+        std::vector<std::string> values;
+        void add(const char* column, const std::optional<std::string>& v) {
+            if (!v) return;
+            sql += sql.empty() ? " WHERE " : " AND ";
+            sql += column;
+            sql += "=?" + std::to_string(values.size() + 1);
+            values.push_back(*v);
+        }
+        std::string tail(const char* order) const {
+            return sql + " ORDER BY " + order + " LIMIT ?" + std::to_string(values.size() + 1) + " OFFSET ?" +
+                   std::to_string(values.size() + 2);
+        }
+        void bind(statement& s, const list_filter& f) const {
+            int i = 1;
+            for (const auto& v : values) s.bind(i++, v);
+            s.bind(i++, static_cast<std::int64_t>(std::min(f.limit, max_limit)));
+            s.bind(i, static_cast<std::int64_t>(f.offset));
+        }
+    };
+};
+
+database::database(const std::filesystem::path& file, mode open_mode)
+    : impl_(std::make_unique<impl>(file, open_mode)) {}
+database::~database() = default;
+
+int database::schema_version() const { return impl_->version; }
+int database::latest_schema_version() { return latest_version; }
+const std::filesystem::path& database::file() const { return impl_->path; }
+
+void database::begin() {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->exec("BEGIN IMMEDIATE");
+}
+void database::commit() {
+    std::lock_guard lock(impl_->mutex);
+    impl_->exec("COMMIT");
+}
+void database::rollback() {
+    std::lock_guard lock(impl_->mutex);
+    if (!sqlite3_get_autocommit(impl_->db)) impl_->exec("ROLLBACK");
+}
+
+void database::savepoint() {
+    std::lock_guard lock(impl_->mutex);
+    impl_->exec("SAVEPOINT relaybait_row");
+}
+void database::release_savepoint() {
+    std::lock_guard lock(impl_->mutex);
+    impl_->exec("RELEASE relaybait_row");
+}
+void database::rollback_to_savepoint() {
+    std::lock_guard lock(impl_->mutex);
+    impl_->exec("ROLLBACK TO relaybait_row");
+    impl_->exec("RELEASE relaybait_row");
+}
+
+std::int64_t database::insert_message(const message_record& m) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    auto& d = *impl_;
+    d.ensure_session_stub(m.session_id, m.listener, m.peer_ip, m.peer_port, m.received_at);
+    auto s = d.prepare(
+        "INSERT INTO messages(queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from, "
+        "mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256, "
+        "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent) "
+        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)");
+    s.bind(1, m.queue_id).bind_session(2, m.session_id).bind(3, m.received_at).bind(4, m.peer_ip)
+        .bind(5, std::int64_t{m.peer_port}).bind(6, m.listener).bind(7, m.helo_name).bind(8, m.mail_from)
+        .bind(9, m.mail_parameters).bind(10, m.auth_username).bind(11, m.tls_version).bind(12, m.tls_cipher)
+        .bind(13, std::int64_t{m.via_bdat}).bind(14, m.folder).bind(15, m.maildir_path)
+        .bind(16, static_cast<std::int64_t>(m.size)).bind(17, m.sha256).bind(18, m.headers.subject)
+        .bind(19, m.headers.from).bind(20, m.headers.to).bind(21, m.headers.date).bind(22, m.headers.message_id)
+        .bind(23, m.headers.x_mailer).bind(24, m.headers.user_agent);
+    s.run();
+    const std::int64_t id = sqlite3_last_insert_rowid(d.db);
+    std::int64_t position = 0;
+    for (const auto& address : m.recipients) {
+        const auto at = address.rfind('@');
+        const std::string local = at == std::string::npos ? address : address.substr(0, at);
+        std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
+        std::transform(domain.begin(), domain.end(), domain.begin(),
+                       [](unsigned char c) { return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c); });
+        d.prepare("INSERT INTO recipients(message_id, position, address, local_part, domain) VALUES(?1,?2,?3,?4,?5)")
+            .bind(1, id).bind(2, position++).bind(3, address).bind(4, local).bind(5, domain)
+            .run();
+    }
+    return id;
+}
+
+void database::upsert_session(const session_record& r) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    auto s = impl_->prepare(
+        "INSERT INTO sessions(id, sensor, listener, peer_ip, peer_port, local_ip, local_port, started_at, ended_at, "
+        "helo_verb, helo_name, tls_version, tls_cipher, transcript, transcript_truncated, bytes_in, bytes_out, "
+        "commands, errors, messages, outcome) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,"
+        "?19,?20,?21) ON CONFLICT(id) DO UPDATE SET sensor=excluded.sensor, listener=excluded.listener, "
+        "peer_ip=excluded.peer_ip, peer_port=excluded.peer_port, local_ip=excluded.local_ip, "
+        "local_port=excluded.local_port, started_at=excluded.started_at, ended_at=excluded.ended_at, "
+        "helo_verb=excluded.helo_verb, helo_name=excluded.helo_name, tls_version=excluded.tls_version, "
+        "tls_cipher=excluded.tls_cipher, transcript=excluded.transcript, "
+        "transcript_truncated=excluded.transcript_truncated, bytes_in=excluded.bytes_in, "
+        "bytes_out=excluded.bytes_out, commands=excluded.commands, errors=excluded.errors, "
+        "messages=excluded.messages, outcome=excluded.outcome");
+    s.bind(1, r.id).bind(2, r.sensor).bind(3, r.listener).bind(4, r.peer_ip).bind(5, std::int64_t{r.peer_port})
+        .bind(6, r.local_ip).bind(7, std::int64_t{r.local_port}).bind(8, r.started_at).bind_optional(9, r.ended_at)
+        .bind(10, r.helo_verb).bind(11, r.helo_name).bind(12, r.tls_version).bind(13, r.tls_cipher)
+        .bind(14, transcript_to_json(r.transcript)).bind(15, std::int64_t{r.transcript_truncated})
+        .bind(16, static_cast<std::int64_t>(r.bytes_in)).bind(17, static_cast<std::int64_t>(r.bytes_out))
+        .bind(18, std::int64_t{r.commands}).bind(19, std::int64_t{r.errors}).bind(20, std::int64_t{r.messages})
+        .bind(21, r.outcome);
+    s.run();
+}
+
+std::int64_t database::insert_credential(const credential_record& c) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    auto& d = *impl_;
+    d.ensure_session_stub(c.session_id, c.listener, c.peer_ip, 0, c.at);
+    d.prepare("INSERT INTO credentials(session_id, peer_ip, at, listener, mechanism, authzid, username, password, "
+              "challenge, raw, accepted) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)")
+        .bind_session(1, c.session_id).bind(2, c.peer_ip).bind(3, c.at).bind(4, c.listener).bind(5, c.mechanism)
+        .bind(6, c.authzid).bind(7, c.username).bind(8, c.password).bind(9, c.challenge).bind(10, c.raw)
+        .bind(11, std::int64_t{c.accepted})
+        .run();
+    return sqlite3_last_insert_rowid(d.db);
+}
+
+std::vector<message_record> database::list_messages(const list_filter& f) const {
+    std::lock_guard lock(impl_->mutex);
+    impl::where w;
+    w.add("session_id", f.session_id);
+    w.add("peer_ip", f.peer_ip);
+    w.add("folder", f.folder);
+    auto s = impl_->prepare(std::string("SELECT ") + impl::message_columns + " FROM messages" + w.tail("id DESC"));
+    w.bind(s, f);
+    std::vector<message_record> out;
+    while (s.step()) out.push_back(impl_->read_message(s));
+    return out;
+}
+
+std::optional<message_record> database::find_message(std::int64_t id) const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare(std::string("SELECT ") + impl::message_columns + " FROM messages WHERE id=?1");
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    return impl_->read_message(s);
+}
+
+std::optional<message_record> database::find_message_by_queue_id(const std::string& queue_id) const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare(std::string("SELECT ") + impl::message_columns + " FROM messages WHERE queue_id=?1");
+    s.bind(1, queue_id);
+    if (!s.step()) return std::nullopt;
+    return impl_->read_message(s);
+}
+
+std::vector<session_record> database::list_sessions(const list_filter& f) const {
+    std::lock_guard lock(impl_->mutex);
+    impl::where w;
+    w.add("id", f.session_id);
+    w.add("peer_ip", f.peer_ip);
+    auto s = impl_->prepare(std::string("SELECT ") + impl::session_columns + " FROM sessions" +
+                            w.tail("started_at DESC, rowid DESC"));
+    w.bind(s, f);
+    std::vector<session_record> out;
+    while (s.step()) out.push_back(impl::read_session(s));
+    return out;
+}
+
+std::optional<session_record> database::find_session(const std::string& id) const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare(std::string("SELECT ") + impl::session_columns + ", transcript FROM sessions WHERE id=?1");
+    s.bind(1, id);
+    if (!s.step()) return std::nullopt;
+    auto r = impl::read_session(s);
+    r.transcript = transcript_from_json(s.text(20));
+    return r;
+}
+
+std::vector<credential_record> database::list_credentials(const list_filter& f) const {
+    std::lock_guard lock(impl_->mutex);
+    impl::where w;
+    w.add("session_id", f.session_id);
+    w.add("peer_ip", f.peer_ip);
+    auto s = impl_->prepare("SELECT id, session_id, peer_ip, at, listener, mechanism, authzid, username, password, "
+                            "challenge, raw, accepted FROM credentials" + w.tail("id DESC"));
+    w.bind(s, f);
+    std::vector<credential_record> out;
+    while (s.step()) {
+        credential_record c;
+        int i = 0;
+        c.id = s.integer(i++);
+        c.session_id = s.text(i++);
+        c.peer_ip = s.text(i++);
+        c.at = s.text(i++);
+        c.listener = s.text(i++);
+        c.mechanism = s.text(i++);
+        c.authzid = s.text(i++);
+        c.username = s.text(i++);
+        c.password = s.text(i++);
+        c.challenge = s.text(i++);
+        c.raw = s.text(i++);
+        c.accepted = s.integer(i++) != 0;
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+bool database::has_maildir_path(const std::string& maildir_path) const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare("SELECT 1 FROM messages WHERE maildir_path=?1");
+    s.bind(1, maildir_path);
+    return s.step();
+}
+
+std::uint64_t database::count_messages() const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare("SELECT COUNT(*) FROM messages");
+    s.step();
+    return static_cast<std::uint64_t>(s.integer(0));
+}
+std::uint64_t database::count_sessions() const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare("SELECT COUNT(*) FROM sessions");
+    s.step();
+    return static_cast<std::uint64_t>(s.integer(0));
+}
+std::uint64_t database::count_credentials() const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare("SELECT COUNT(*) FROM credentials");
+    s.step();
+    return static_cast<std::uint64_t>(s.integer(0));
+}
+
+}  // namespace relaybait::store

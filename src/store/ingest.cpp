@@ -1,0 +1,567 @@
+#include "store/ingest.hpp"
+
+#include "events/event_log.hpp"
+#include "store/database.hpp"
+#include "store/header_parser.hpp"
+#include "store/maildir.hpp"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace relaybait::store {
+namespace fs = std::filesystem;
+
+namespace {
+std::string errno_text(const char* what, const fs::path& p) {
+    return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
+}
+
+std::string hex(const unsigned char* p, std::size_t n) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(n * 2, '0');
+    for (std::size_t i = 0; i < n; ++i) out[2 * i] = digits[p[i] >> 4], out[2 * i + 1] = digits[p[i] & 15];
+    return out;
+}
+}  // namespace
+
+class pending_message {
+public:
+    enum class state { open, committing, aborted };
+
+    pending_message(std::string f, std::string t) : folder(std::move(f)), trace(std::move(t)) {}
+    ~pending_message() {
+        if (fd >= 0) ::close(fd);
+        if (owns_file) ::unlink(file_path.c_str());
+        EVP_MD_CTX_free(sha);
+    }
+
+    const std::string folder;
+    const std::string trace;
+
+    // Guarded by mutex.
+    std::mutex mutex;
+    std::deque<std::string> queue;
+    bool scheduled = false;
+    bool handed_off = false;
+    state st = state::open;
+    message_record record;
+    std::function<void(commit_result)> done;
+
+    std::atomic<std::uint64_t> unwritten{0};
+
+    // Owned by whichever store thread holds the message (writer, then committer).
+    int fd = -1;
+    bool owns_file = false;  // file_path must be removed if the message is not committed
+    fs::path file_path;      // tmp/<name>, then new/<name>,S=<size>
+    std::string name;        // unique name without ",S="
+    std::uint64_t file_size = 0;
+    std::uint64_t body_size = 0;
+    EVP_MD_CTX* sha = nullptr;
+    std::string head;  // first max_header_capture bytes of the message
+    std::string error;
+};
+
+struct ingest::impl {
+    ingest_options options;
+    fs::path maildir;
+    std::string host;
+    std::int64_t pid = ::getpid();
+    int lock_fd = -1;
+    std::unique_ptr<database> db;  // committer thread only (after construction)
+    std::atomic<std::uint64_t> sequence{0};
+
+    std::mutex folders_mutex;
+    std::set<std::string> ready_folders;
+
+    // Writers.
+    std::mutex writer_mutex;
+    std::condition_variable writer_wake;
+    std::deque<std::shared_ptr<pending_message>> runnable;
+    bool writers_stop = false;
+    std::vector<std::thread> writers;
+
+    // Committer.
+    std::mutex commit_mutex;
+    std::condition_variable commit_wake;
+    std::deque<std::shared_ptr<pending_message>> ready;
+    std::deque<session_record> sessions;
+    std::deque<credential_record> credentials;
+    bool committer_stop = false;
+    std::thread committer;
+
+    mutable std::mutex stats_mutex;
+    ingest_stats counters;
+    std::atomic<std::uint64_t> committed{0};
+    std::atomic<std::uint64_t> file_sync_us{0};
+
+    using clock = std::chrono::steady_clock;
+    static std::uint64_t micros(clock::time_point since) {
+        return static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - since).count());
+    }
+
+    explicit impl(ingest_options o) : options(std::move(o)) {
+        if (options.max_batch == 0) options.max_batch = 1;
+        if (options.writer_threads == 0) options.writer_threads = 1;
+        fs::create_directories(options.data_dir);
+        maildir = options.data_dir / "maildir";
+        std::string h = options.hostname;
+        if (h.empty()) {
+            char buf[256] = {};
+            if (::gethostname(buf, sizeof buf - 1) == 0) h = buf;
+        }
+        host = maildir_host(h);
+
+        const fs::path lock_path = options.data_dir / "relaybait.lock";
+        lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (lock_fd < 0) throw std::runtime_error(errno_text("cannot open", lock_path));
+        if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            ::close(lock_fd);
+            throw std::runtime_error(lock_path.string() + ": data directory in use by another relaybait process");
+        }
+        try {
+            db = std::make_unique<database>(options.data_dir / "relaybait.db", database::mode::read_write);
+            create_maildir_folder(maildir, "");
+            const auto report = recover_maildir(options.data_dir, *db);
+            counters.recovered_tmp = report.tmp_files;
+            counters.recovered_orphans = report.orphans;
+        } catch (...) {
+            ::close(lock_fd);
+            throw;
+        }
+        ready_folders.insert("");
+        for (unsigned i = 0; i < options.writer_threads; ++i) writers.emplace_back([this] { writer_loop(); });
+        committer = std::thread([this] { committer_loop(); });
+    }
+
+    ~impl() {
+        {
+            std::lock_guard lock(writer_mutex);
+            writers_stop = true;
+        }
+        writer_wake.notify_all();
+        for (auto& t : writers) t.join();
+        {
+            std::lock_guard lock(commit_mutex);
+            committer_stop = true;
+        }
+        commit_wake.notify_all();
+        committer.join();
+        db.reset();
+        ::close(lock_fd);
+    }
+
+    // ---- writers -------------------------------------------------------------------
+
+    void schedule(std::shared_ptr<pending_message> m) {
+        {
+            std::lock_guard lock(writer_mutex);
+            runnable.push_back(std::move(m));
+        }
+        writer_wake.notify_one();
+    }
+
+    void writer_loop() {
+        for (;;) {
+            std::shared_ptr<pending_message> m;
+            {
+                std::unique_lock lock(writer_mutex);
+                writer_wake.wait(lock, [&] { return writers_stop || !runnable.empty(); });
+                if (runnable.empty()) return;
+                m = std::move(runnable.front());
+                runnable.pop_front();
+            }
+            drain(m);
+        }
+    }
+
+    void fail(pending_message& m, std::string error) {
+        if (m.error.empty()) m.error = std::move(error);
+        if (m.fd >= 0) ::close(m.fd), m.fd = -1;
+        if (m.owns_file) ::unlink(m.file_path.c_str()), m.owns_file = false;
+    }
+
+    void ensure_folder(const std::string& folder) {
+        std::lock_guard lock(folders_mutex);
+        if (ready_folders.count(folder)) return;
+        create_maildir_folder(maildir, folder);
+        ready_folders.insert(folder);
+    }
+
+    bool write_all(pending_message& m, const char* data, std::size_t size) {
+        while (size > 0) {
+            const ssize_t n = ::write(m.fd, data, size);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail(m, errno_text("write", m.file_path));
+                return false;
+            }
+            data += n, size -= static_cast<std::size_t>(n);
+            m.file_size += static_cast<std::size_t>(n);
+        }
+        return true;
+    }
+
+    bool open_file(pending_message& m) {
+        if (m.fd >= 0 || !m.error.empty()) return m.error.empty();
+        if (!valid_folder_name(m.folder)) {
+            m.error = "invalid Maildir++ folder name";
+            return false;
+        }
+        try {
+            ensure_folder(m.folder);
+        } catch (const std::exception& e) {
+            m.error = e.what();
+            return false;
+        }
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+        m.name = maildir_unique_name(us / 1'000'000, us % 1'000'000, pid, ++sequence, host);
+        m.file_path = (m.folder.empty() ? maildir : maildir / m.folder) / "tmp" / m.name;
+        m.fd = ::open(m.file_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (m.fd < 0) {
+            m.error = errno_text("create", m.file_path);
+            return false;
+        }
+        m.owns_file = true;
+        m.sha = EVP_MD_CTX_new();
+        if (!m.sha || EVP_DigestInit_ex(m.sha, EVP_sha256(), nullptr) != 1) {
+            fail(m, "SHA-256 unavailable");
+            return false;
+        }
+        return write_all(m, m.trace.data(), m.trace.size());
+    }
+
+    void write_chunk(pending_message& m, const std::string& bytes) {
+        if (!open_file(m)) return;
+        if (!write_all(m, bytes.data(), bytes.size())) return;
+        EVP_DigestUpdate(m.sha, bytes.data(), bytes.size());
+        m.body_size += bytes.size();
+        if (m.head.size() < max_header_capture)
+            m.head.append(bytes, 0, std::min(bytes.size(), max_header_capture - m.head.size()));
+    }
+
+    void drain(const std::shared_ptr<pending_message>& mp) {
+        auto& m = *mp;
+        for (;;) {
+            std::deque<std::string> chunk;
+            pending_message::state action = pending_message::state::open;
+            {
+                std::lock_guard lock(m.mutex);
+                if (!m.queue.empty()) {
+                    chunk.swap(m.queue);
+                } else {
+                    m.scheduled = false;
+                    if (m.handed_off || m.st == pending_message::state::open) return;
+                    m.handed_off = true;
+                    action = m.st;
+                }
+            }
+            if (!chunk.empty()) {
+                for (const auto& bytes : chunk) {
+                    if (m.error.empty()) write_chunk(m, bytes);
+                    m.unwritten -= bytes.size();
+                }
+                continue;
+            }
+            if (action == pending_message::state::aborted) {
+                fail(m, "aborted");
+                return;
+            }
+            finish(mp);
+            return;
+        }
+    }
+
+    // On the writer thread: parse, hash, sync, then hand to the group committer.
+    void finish(const std::shared_ptr<pending_message>& mp) {
+        auto& m = *mp;
+        open_file(m);  // a message with no bytes still gets its file
+        if (m.error.empty()) {
+            unsigned char digest[EVP_MAX_MD_SIZE];
+            unsigned int len = 0;
+            EVP_DigestFinal_ex(m.sha, digest, &len);
+            auto& r = m.record;
+            r.sha256 = hex(digest, len);
+            r.size = m.body_size;
+            r.headers = parse_headers(m.head);
+            std::string().swap(m.head);
+            r.folder = m.folder;
+            if (r.received_at.empty()) r.received_at = events::iso8601_utc_now();
+            if (r.queue_id.empty()) r.queue_id = m.name;
+            if (options.fsync && options.sync == sync_method::per_file) {
+                const auto t0 = clock::now();
+                if (::fdatasync(m.fd) != 0) fail(m, errno_text("fdatasync", m.file_path));
+                file_sync_us += micros(t0);
+            }
+            if (m.fd >= 0 && ::close(m.fd) != 0 && m.error.empty()) fail(m, errno_text("close", m.file_path));
+            m.fd = -1;
+        }
+        {
+            std::lock_guard lock(commit_mutex);
+            ready.push_back(mp);
+        }
+        commit_wake.notify_one();
+    }
+
+    // ---- group committer -----------------------------------------------------------
+
+    void committer_loop() {
+        for (;;) {
+            std::vector<std::shared_ptr<pending_message>> batch;
+            std::vector<session_record> session_rows;
+            std::vector<credential_record> credential_rows;
+            {
+                std::unique_lock lock(commit_mutex);
+                commit_wake.wait(lock, [&] {
+                    return committer_stop || !ready.empty() || !sessions.empty() || !credentials.empty();
+                });
+                if (committer_stop && ready.empty() && sessions.empty() && credentials.empty()) return;
+                while (!ready.empty() && batch.size() < options.max_batch) {
+                    batch.push_back(std::move(ready.front()));
+                    ready.pop_front();
+                }
+                const std::size_t side_limit = options.max_batch * 4;
+                while (!sessions.empty() && session_rows.size() < side_limit) {
+                    session_rows.push_back(std::move(sessions.front()));
+                    sessions.pop_front();
+                }
+                while (!credentials.empty() && credential_rows.size() < side_limit) {
+                    credential_rows.push_back(std::move(credentials.front()));
+                    credentials.pop_front();
+                }
+            }
+            commit_batch(batch, session_rows, credential_rows);
+        }
+    }
+
+    void commit_batch(std::vector<std::shared_ptr<pending_message>>& batch, std::vector<session_record>& session_rows,
+                      std::vector<credential_record>& credential_rows) {
+        std::vector<commit_result> results(batch.size());
+        std::vector<bool> ok(batch.size());
+        for (std::size_t i = 0; i < batch.size(); ++i) ok[i] = batch[i]->error.empty();
+
+        auto t0 = clock::now();
+        if (options.fsync && options.sync == sync_method::syncfs && !batch.empty()) {
+            const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            const bool synced = fd >= 0 && ::syncfs(fd) == 0;
+            const std::string error = synced ? std::string() : errno_text("syncfs", maildir);
+            if (fd >= 0) ::close(fd);
+            if (!synced)
+                for (std::size_t i = 0; i < batch.size(); ++i)
+                    if (ok[i]) fail(*batch[i], error), ok[i] = false;
+        }
+
+        if (options.sync == sync_method::syncfs) file_sync_us += micros(t0);
+        t0 = clock::now();
+        // Renames, then one fsync per touched new/.
+        std::map<std::string, std::vector<std::size_t>> by_folder;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (!ok[i]) continue;
+            auto& m = *batch[i];
+            const std::string final_name = m.name + ",S=" + std::to_string(m.file_size);
+            const fs::path dir = m.folder.empty() ? maildir : maildir / m.folder;
+            const fs::path target = dir / "new" / final_name;
+            if (::rename(m.file_path.c_str(), target.c_str()) != 0) {
+                fail(m, errno_text("rename", m.file_path));
+                ok[i] = false;
+                continue;
+            }
+            m.file_path = target;
+            m.record.maildir_path = "maildir/" + (m.folder.empty() ? std::string() : m.folder + "/") + "new/" + final_name;
+            by_folder[m.folder].push_back(i);
+        }
+        const std::uint64_t rename_time = micros(t0);
+        t0 = clock::now();
+        if (options.fsync) {
+            for (const auto& [folder, members] : by_folder) {
+                try {
+                    fsync_directory((folder.empty() ? maildir : maildir / folder) / "new");
+                } catch (const std::exception& e) {
+                    for (auto i : members) fail(*batch[i], e.what()), ok[i] = false;
+                }
+            }
+        }
+
+        const std::uint64_t dir_time = micros(t0);
+        t0 = clock::now();
+        // One transaction for the whole batch.
+        try {
+            db->begin();
+            for (auto& s : session_rows) {
+                try {
+                    db->upsert_session(s);
+                } catch (const std::exception&) {
+                    // A bad session row must not cost the batch its messages.
+                }
+            }
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                if (!ok[i]) continue;
+                try {
+                    savepoint(true);
+                    results[i].message_id = db->insert_message(batch[i]->record);
+                    savepoint(false);
+                } catch (const std::exception& e) {
+                    rollback_savepoint();
+                    fail(*batch[i], e.what());
+                    ok[i] = false;
+                }
+            }
+            for (auto& c : credential_rows) {
+                try {
+                    db->insert_credential(c);
+                } catch (const std::exception&) {
+                }
+            }
+            db->commit();
+        } catch (const std::exception& e) {
+            try {
+                db->rollback();
+            } catch (const std::exception&) {
+            }
+            for (std::size_t i = 0; i < batch.size(); ++i)
+                if (ok[i]) fail(*batch[i], e.what()), ok[i] = false;
+        }
+
+        const std::uint64_t db_time = micros(t0);
+        std::uint64_t good = 0;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            auto& m = *batch[i];
+            if (ok[i]) {
+                m.owns_file = false;  // durable and counted: the file now belongs to the Maildir
+                results[i].ok = true;
+                results[i].maildir_path = m.record.maildir_path;
+                ++good;
+            } else {
+                results[i].error = m.error.empty() ? "commit failed" : m.error;
+            }
+        }
+        committed += good;
+        {
+            std::lock_guard lock(stats_mutex);
+            counters.committed += good;
+            counters.failed += batch.size() - good;
+            counters.rename_us += rename_time;
+            counters.dir_sync_us += dir_time;
+            counters.db_us += db_time;
+            if (!batch.empty()) {
+                ++counters.batches;
+                counters.largest_batch = std::max<std::uint64_t>(counters.largest_batch, batch.size());
+            }
+        }
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            auto done = std::move(batch[i]->done);
+            if (done) done(std::move(results[i]));
+        }
+    }
+
+    void savepoint(bool open) { open ? db->savepoint() : db->release_savepoint(); }
+    void rollback_savepoint() {
+        try {
+            db->rollback_to_savepoint();
+        } catch (const std::exception&) {
+            // The transaction itself failed; the COMMIT below reports it for the whole batch.
+        }
+    }
+};
+
+ingest::ingest(ingest_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
+ingest::~ingest() = default;
+
+std::shared_ptr<pending_message> ingest::begin_message(std::string folder, std::string trace_headers) {
+    return std::make_shared<pending_message>(std::move(folder), std::move(trace_headers));
+}
+
+void ingest::append(const std::shared_ptr<pending_message>& m, std::string bytes) {
+    if (!m || bytes.empty()) return;
+    bool schedule = false;
+    {
+        std::lock_guard lock(m->mutex);
+        if (m->st != pending_message::state::open) return;
+        m->unwritten += bytes.size();
+        m->queue.push_back(std::move(bytes));
+        if (!m->scheduled) schedule = m->scheduled = true;
+    }
+    if (schedule) impl_->schedule(m);
+}
+
+std::uint64_t ingest::unwritten_bytes(const std::shared_ptr<pending_message>& m) const {
+    return m ? m->unwritten.load() : 0;
+}
+
+void ingest::commit(const std::shared_ptr<pending_message>& m, message_record record,
+                    std::function<void(commit_result)> done) {
+    if (!m) {
+        if (done) done(commit_result{.ok = false, .error = "no message"});
+        return;
+    }
+    bool schedule = false;
+    {
+        std::unique_lock lock(m->mutex);
+        if (m->st != pending_message::state::open) {
+            lock.unlock();
+            if (done) done(commit_result{.ok = false, .error = "message already committed or aborted"});
+            return;
+        }
+        m->st = pending_message::state::committing;
+        m->record = std::move(record);
+        m->done = std::move(done);
+        if (!m->scheduled) schedule = m->scheduled = true;
+    }
+    if (schedule) impl_->schedule(m);
+}
+
+void ingest::abort(const std::shared_ptr<pending_message>& m) {
+    if (!m) return;
+    bool schedule = false;
+    {
+        std::lock_guard lock(m->mutex);
+        if (m->st != pending_message::state::open) return;
+        m->st = pending_message::state::aborted;
+        if (!m->scheduled) schedule = m->scheduled = true;
+    }
+    if (schedule) impl_->schedule(m);
+}
+
+void ingest::record_session(session_record session) {
+    {
+        std::lock_guard lock(impl_->commit_mutex);
+        impl_->sessions.push_back(std::move(session));
+    }
+    impl_->commit_wake.notify_one();
+}
+
+void ingest::record_credential(credential_record credential) {
+    {
+        std::lock_guard lock(impl_->commit_mutex);
+        impl_->credentials.push_back(std::move(credential));
+    }
+    impl_->commit_wake.notify_one();
+}
+
+std::uint64_t ingest::committed() const { return impl_->committed.load(); }
+
+ingest_stats ingest::stats() const {
+    std::lock_guard lock(impl_->stats_mutex);
+    ingest_stats s = impl_->counters;
+    s.file_sync_us = impl_->file_sync_us.load();
+    return s;
+}
+
+}  // namespace relaybait::store

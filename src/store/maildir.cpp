@@ -1,0 +1,147 @@
+#include "store/maildir.hpp"
+
+#include "store/database.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+namespace relaybait::store {
+namespace fs = std::filesystem;
+
+namespace {
+[[noreturn]] void throw_errno(const std::string& what) {
+    throw std::system_error(errno, std::generic_category(), what);
+}
+
+bool make_dir(const fs::path& p) {  // true when created now
+    if (::mkdir(p.c_str(), 0750) == 0) return true;
+    if (errno == EEXIST) return false;
+    throw_errno("mkdir " + p.string());
+}
+}  // namespace
+
+bool valid_folder_name(std::string_view folder) {
+    if (folder.empty()) return true;
+    if (folder.size() > 200 || folder.front() != '.') return false;
+    bool component_empty = true;
+    for (std::size_t i = 1; i < folder.size(); ++i) {
+        const char c = folder[i];
+        if (c == '.') {
+            if (component_empty) return false;
+            component_empty = true;
+        } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-') {
+            component_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !component_empty;
+}
+
+std::string maildir_host(std::string_view host) {
+    if (host.empty()) return "localhost";
+    std::string out;
+    for (char c : host) {
+        if (c == '/') out += "\\057";
+        else if (c == ':') out += "\\072";
+        else if (c == ',') out += "\\054";
+        else out += c;
+    }
+    return out;
+}
+
+std::string maildir_unique_name(std::int64_t seconds, std::int64_t microseconds, std::int64_t pid,
+                                std::uint64_t sequence, std::string_view host) {
+    std::string name = std::to_string(seconds);
+    name += ".M" + std::to_string(microseconds);
+    name += "P" + std::to_string(pid);
+    name += "Q" + std::to_string(sequence);
+    name += '.';
+    name += host;
+    return name;
+}
+
+void fsync_directory(const fs::path& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) throw_errno("open " + dir.string());
+    const int rc = ::fsync(fd);
+    const int saved = errno;
+    ::close(fd);
+    if (rc != 0) {
+        errno = saved;
+        throw_errno("fsync " + dir.string());
+    }
+}
+
+void create_maildir_folder(const fs::path& root, std::string_view folder) {
+    if (!valid_folder_name(folder)) throw std::system_error(EINVAL, std::generic_category(), "invalid Maildir++ folder");
+    bool root_changed = false;
+    if (root.has_parent_path() && make_dir(root)) fsync_directory(root.parent_path());
+    const fs::path dir = folder.empty() ? root : root / std::string(folder);
+    if (!folder.empty()) root_changed = make_dir(dir);
+    bool dir_changed = false;
+    for (const char* sub : {"cur", "new", "tmp"}) dir_changed |= make_dir(dir / sub);
+    if (!folder.empty() && !fs::exists(dir / "maildirfolder")) {
+        const int fd = ::open((dir / "maildirfolder").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) throw_errno("create " + (dir / "maildirfolder").string());
+        ::close(fd);
+        dir_changed = true;
+    }
+    if (dir_changed) fsync_directory(dir);
+    if (root_changed) fsync_directory(root);
+}
+
+recovery_report recover_maildir(const fs::path& data_dir, const database& db) {
+    recovery_report report;
+    const fs::path root = data_dir / "maildir";
+    const fs::path recovered = data_dir / "maildir-recovered";
+    if (!fs::exists(root)) return report;
+
+    std::vector<std::string> folders{""};
+    for (const auto& entry : fs::directory_iterator(root)) {
+        const std::string name = entry.path().filename().string();
+        if (entry.is_directory() && valid_folder_name(name) && name != "") folders.push_back(name);
+    }
+    bool moved_any = false;
+    const auto move_out = [&](const fs::path& file, const std::string& label) {
+        if (!moved_any) {
+            fs::create_directories(recovered);
+            moved_any = true;
+        }
+        fs::path target = recovered / label;
+        for (int i = 1; fs::exists(target); ++i) target = recovered / (label + "." + std::to_string(i));
+        fs::rename(file, target);
+    };
+    for (const auto& folder : folders) {
+        const fs::path dir = folder.empty() ? root : root / folder;
+        const std::string label = folder.empty() ? "INBOX" : folder.substr(1);
+        if (fs::is_directory(dir / "tmp")) {
+            for (const auto& entry : fs::directory_iterator(dir / "tmp")) {
+                if (!entry.is_regular_file()) continue;
+                move_out(entry.path(), label + "_tmp_" + entry.path().filename().string());
+                ++report.tmp_files;
+            }
+        }
+        if (fs::is_directory(dir / "new")) {
+            bool changed = false;
+            for (const auto& entry : fs::directory_iterator(dir / "new")) {
+                if (!entry.is_regular_file()) continue;
+                const std::string name = entry.path().filename().string();
+                const std::string rel = "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + name;
+                if (db.has_maildir_path(rel)) continue;
+                move_out(entry.path(), label + "_new_" + name);
+                ++report.orphans;
+                changed = true;
+            }
+            if (changed) fsync_directory(dir / "new");
+        }
+    }
+    if (moved_any) fsync_directory(recovered);
+    return report;
+}
+
+}  // namespace relaybait::store

@@ -1,0 +1,50 @@
+#pragma once
+// Running `relaybait ...` in-process with captured output, and temporary directories.
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+
+namespace relaybait::cli::testing {
+
+struct result {
+    int code = -1;
+    std::string out;
+    std::string err;
+};
+
+inline result run(const std::vector<std::string>& args, serve_function serve = {}) {
+    std::ostringstream out, err;
+    if (!serve) serve = [](const config::settings&, const net::serve_options&) { return 0; };
+    result r;
+    r.code = run_app(args, console{out, err}, std::move(serve));
+    r.out = out.str();
+    r.err = err.str();
+    return r;
+}
+
+class temp_dir {
+public:
+    temp_dir() {
+        std::random_device random;
+        path_ = std::filesystem::temp_directory_path() / ("cli-test-" + std::to_string(random()));
+        std::filesystem::create_directories(path_);
+    }
+    ~temp_dir() { std::filesystem::remove_all(path_); }
+    const std::filesystem::path& path() const { return path_; }
+    std::string str() const { return path_.string(); }
+    std::filesystem::path write(const std::string& name, const std::string& text) const {
+        std::filesystem::create_directories((path_ / name).parent_path());
+        std::ofstream(path_ / name, std::ios::binary) << text;
+        return path_ / name;
+    }
+
+private:
+    std::filesystem::path path_;
+};
+
+}  // namespace relaybait::cli::testing

@@ -1,0 +1,416 @@
+#include "store/ingest.hpp"
+
+#include "store/database.hpp"
+#include "store/maildir.hpp"
+#include "temp_dir.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+using namespace relaybait::store;
+using relaybait::test::temp_dir;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string trace = "Received: from evil (evil [198.51.100.7])\r\n\tby mx with ESMTP id ABC\r\n";
+
+message_record record_for(const std::string& queue_id) {
+    message_record r;
+    r.queue_id = queue_id;
+    r.session_id = "0123456789abcdef";
+    r.peer_ip = "198.51.100.7";
+    r.listener = "smtp";
+    r.mail_from = "a@b";
+    r.recipients = {"victim@example.com"};
+    return r;
+}
+
+commit_result commit_and_wait(ingest& in, const std::shared_ptr<pending_message>& m, message_record r) {
+    std::promise<commit_result> p;
+    auto f = p.get_future();
+    in.commit(m, std::move(r), [&p](commit_result res) { p.set_value(std::move(res)); });
+    return f.get();
+}
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::size_t count_files(const fs::path& dir) {
+    if (!fs::exists(dir)) return 0;
+    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+}  // namespace
+
+TEST(Ingest, StoresAMessageInNewWithTheRowAndHash) {
+    temp_dir dir;
+    std::int64_t id = 0;
+    std::string path;
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        auto m = in.begin_message("", trace);
+        in.append(m, "Subject: hi\r\nFrom: x@y\r\n");
+        in.append(m, "\r\nabc");
+        auto r = commit_and_wait(in, m, record_for("4XyZ1"));
+        ASSERT_TRUE(r.ok) << r.error;
+        id = r.message_id;
+        path = r.maildir_path;
+        EXPECT_EQ(in.committed(), 1u);
+    }
+    const std::regex name(R"(maildir/new/\d+\.M\d+P\d+Q\d+\.mx1\.example\.com,S=(\d+))");
+    std::smatch match;
+    ASSERT_TRUE(std::regex_match(path, match, name)) << path;
+    const std::string body = "Subject: hi\r\nFrom: x@y\r\n\r\nabc";
+    const std::string content = read_file(dir.path / path);
+    EXPECT_EQ(content, trace + body);
+    EXPECT_EQ(std::stoull(match[1]), content.size());  // S= is the file size
+    EXPECT_EQ(count_files(dir.path / "maildir/tmp"), 0u);
+
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    const auto row = db.find_message(id);
+    ASSERT_TRUE(row);
+    EXPECT_EQ(row->maildir_path, path);
+    EXPECT_EQ(row->size, body.size());
+    EXPECT_EQ(row->headers.subject, "hi");
+    EXPECT_EQ(row->headers.from, "x@y");
+    EXPECT_EQ(row->recipients, std::vector<std::string>{"victim@example.com"});
+    EXPECT_FALSE(row->received_at.empty());
+    EXPECT_EQ(row->sha256.size(), 64u);  // exact values: Sha256KnownValues
+}
+
+TEST(Ingest, Sha256KnownValues) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path});
+    auto a = in.begin_message("", trace);
+    in.append(a, "a");
+    in.append(a, "bc");
+    auto ra = commit_and_wait(in, a, record_for("A"));
+    auto e = in.begin_message("", trace);
+    auto re = commit_and_wait(in, e, record_for("E"));
+    ASSERT_TRUE(ra.ok && re.ok);
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_EQ(db.find_message(ra.message_id)->sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(db.find_message(re.message_id)->sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(db.find_message(re.message_id)->size, 0u);
+    EXPECT_EQ(read_file(dir.path / re.maildir_path), trace);
+}
+
+TEST(Ingest, FoldersAreMaildirPlusPlus) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path});
+    auto m = in.begin_message(".Probes", trace);
+    in.append(m, "Subject: probe\r\n\r\n");
+    auto r = commit_and_wait(in, m, record_for("P1"));
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_TRUE(r.maildir_path.starts_with("maildir/.Probes/new/")) << r.maildir_path;
+    EXPECT_TRUE(fs::is_regular_file(dir.path / "maildir/.Probes/maildirfolder"));
+    EXPECT_TRUE(fs::is_directory(dir.path / "maildir/.Probes/cur"));
+    EXPECT_TRUE(fs::is_regular_file(dir.path / r.maildir_path));
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_EQ(db.find_message(r.message_id)->folder, ".Probes");
+
+    auto bad = in.begin_message("../../etc", trace);
+    in.append(bad, "x");
+    auto rb = commit_and_wait(in, bad, record_for("P2"));
+    EXPECT_FALSE(rb.ok);
+    EXPECT_NE(rb.error.find("folder"), std::string::npos);
+}
+
+TEST(Ingest, AbortRemovesTheTmpFileAndLateCallsAreRefused) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path});
+    auto m = in.begin_message("", trace);
+    in.append(m, std::string(100'000, 'x'));
+    // Wait until the writer created the file in tmp/.
+    for (int i = 0; i < 500 && count_files(dir.path / "maildir/tmp") == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    in.abort(m);
+    in.append(m, "ignored");
+    auto r = commit_and_wait(in, m, record_for("X"));
+    EXPECT_FALSE(r.ok);
+    for (int i = 0; i < 500 && count_files(dir.path / "maildir/tmp") != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_EQ(count_files(dir.path / "maildir/tmp"), 0u);
+    EXPECT_EQ(count_files(dir.path / "maildir/new"), 0u);
+    EXPECT_EQ(in.unwritten_bytes(m), 0u);
+
+    auto twice = in.begin_message("", trace);
+    ASSERT_TRUE(commit_and_wait(in, twice, record_for("T")).ok);
+    EXPECT_FALSE(commit_and_wait(in, twice, record_for("T2")).ok);
+}
+
+TEST(Ingest, DroppedWithoutAbortLeavesNoTmpFile) {
+    temp_dir dir;
+    {
+        ingest in({.data_dir = dir.path});
+        auto m = in.begin_message("", trace);
+        in.append(m, "partial");
+    }
+    EXPECT_EQ(count_files(dir.path / "maildir/tmp"), 0u);
+}
+
+TEST(Ingest, FailedRowRemovesItsFileOnly) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path, .max_batch = 16});
+    auto a = in.begin_message("", trace);
+    auto b = in.begin_message("", trace);
+    in.append(a, "one");
+    in.append(b, "two");
+    std::promise<commit_result> pa, pb;
+    in.commit(a, record_for("SAME"), [&](commit_result r) { pa.set_value(r); });
+    in.commit(b, record_for("SAME"), [&](commit_result r) { pb.set_value(r); });
+    const auto ra = pa.get_future().get(), rb = pb.get_future().get();
+    EXPECT_NE(ra.ok, rb.ok);  // duplicate queue id: exactly one fails
+    EXPECT_EQ(count_files(dir.path / "maildir/new"), 1u);
+    EXPECT_EQ(in.stats().failed, 1u);
+}
+
+TEST(Ingest, RecoveryMovesTmpLeftoversAndRowlessNewFiles) {
+    temp_dir dir;
+    std::string kept;
+    {
+        ingest in({.data_dir = dir.path});
+        auto m = in.begin_message("", trace);
+        in.append(m, "kept");
+        auto r = commit_and_wait(in, m, record_for("K"));
+        ASSERT_TRUE(r.ok);
+        kept = r.maildir_path;
+        auto p = in.begin_message(".Probes", trace);
+        ASSERT_TRUE(commit_and_wait(in, p, record_for("K2")).ok);
+    }
+    // A crash: a half-written file in tmp/, a renamed file whose batch never committed,
+    // in the inbox and in a folder; a file Dovecot moved to cur/ is left alone.
+    std::ofstream(dir.path / "maildir/tmp/1.M1P1Q1.host") << "half";
+    std::ofstream(dir.path / "maildir/new/2.M2P2Q2.host,S=4") << "full";
+    std::ofstream(dir.path / "maildir/.Probes/new/3.M3P3Q3.host,S=4") << "full";
+    std::ofstream(dir.path / "maildir/.Probes/tmp/4.M4P4Q4.host") << "half";
+    std::ofstream(dir.path / "maildir/cur/5.M5P5Q5.host,S=4:2,S") << "read";
+    {
+        ingest in({.data_dir = dir.path});
+        const auto s = in.stats();
+        EXPECT_EQ(s.recovered_tmp, 2u);
+        EXPECT_EQ(s.recovered_orphans, 2u);
+    }
+    EXPECT_TRUE(fs::exists(dir.path / kept));
+    EXPECT_EQ(count_files(dir.path / "maildir/new"), 1u);
+    EXPECT_EQ(count_files(dir.path / "maildir/.Probes/new"), 1u);
+    EXPECT_EQ(count_files(dir.path / "maildir/tmp"), 0u);
+    EXPECT_EQ(count_files(dir.path / "maildir/.Probes/tmp"), 0u);
+    EXPECT_EQ(count_files(dir.path / "maildir/cur"), 1u);
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 4u);
+    EXPECT_TRUE(fs::exists(dir.path / "maildir-recovered/INBOX_new_2.M2P2Q2.host,S=4"));
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_EQ(db.count_messages(), 2u);
+}
+
+TEST(Ingest, OneProcessPerDataDirectory) {
+    temp_dir dir;
+    ingest a({.data_dir = dir.path});
+    EXPECT_THROW(ingest({.data_dir = dir.path}), std::runtime_error);
+}
+
+TEST(Ingest, GroupCommitFromManyThreads) {
+    temp_dir dir;
+    constexpr int threads = 8, per_thread = 125;
+    std::atomic<int> ok{0}, failed{0};
+    std::set<std::int64_t> ids;
+    std::mutex ids_mutex;
+    const auto start = std::chrono::steady_clock::now();
+    ingest_stats stats;
+    {
+        ingest in({.data_dir = dir.path});
+        std::vector<std::thread> workers;
+        for (int t = 0; t < threads; ++t)
+            workers.emplace_back([&, t] {
+                const std::string body = "Subject: load " + std::to_string(t) + "\r\n\r\n" + std::string(5000, 'x');
+                for (int i = 0; i < per_thread; ++i) {
+                    auto m = in.begin_message("", trace);
+                    in.append(m, body.substr(0, 2000));
+                    in.append(m, body.substr(2000));
+                    auto r = commit_and_wait(in, m, record_for("L" + std::to_string(t) + "-" + std::to_string(i)));
+                    (r.ok ? ok : failed)++;
+                    std::lock_guard lock(ids_mutex);
+                    ids.insert(r.message_id);
+                }
+            });
+        for (auto& w : workers) w.join();
+        stats = in.stats();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(ok.load(), threads * per_thread);
+    EXPECT_EQ(failed.load(), 0);
+    EXPECT_EQ(ids.size(), static_cast<std::size_t>(threads * per_thread));
+    EXPECT_LT(stats.batches, stats.committed);
+    EXPECT_EQ(count_files(dir.path / "maildir/new"), static_cast<std::size_t>(threads * per_thread));
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_EQ(db.count_messages(), static_cast<std::uint64_t>(threads * per_thread));
+    std::cout << "[ stats    ] " << stats.committed << " commits (8 synchronous senders, 5 KB, fsync) in " << seconds
+              << " s = " << stats.committed / seconds << "/s; batches " << stats.batches << ", largest "
+              << stats.largest_batch << "\n";
+}
+
+TEST(Ingest, SessionsAndCredentialsAreWritten) {
+    temp_dir dir;
+    {
+        ingest in({.data_dir = dir.path});
+        session_record s;
+        s.id = "feedfacefeedface";
+        s.peer_ip = "198.51.100.7";
+        s.started_at = "2026-11-23T18:07:03.000000Z";
+        s.transcript = {{"2026-11-23T18:07:03.000001Z", 'C', "AUTH PLAIN \xFF"}};
+        in.record_session(s);
+        credential_record c;
+        c.session_id = s.id;
+        c.mechanism = "LOGIN";
+        c.username = "root";
+        in.record_credential(c);
+        s.outcome = "quit";
+        in.record_session(s);
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    const auto s = db.find_session("feedfacefeedface");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->outcome, "quit");
+    EXPECT_EQ(s->transcript.at(0).text, "AUTH PLAIN \xFF");
+    ASSERT_EQ(db.list_credentials({}).size(), 1u);
+    EXPECT_EQ(db.list_credentials({})[0].username, "root");
+}
+
+// kill -9 in the middle of a stream of commits: every acknowledged message is on disk with
+// its row; after recovery every file in new/ has a row and nothing is left in tmp/.
+TEST(Ingest, KillNineNeverCountsAHalfMessage) {
+    temp_dir dir;
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        ingest in({.data_dir = dir.path, .max_batch = 32});
+        std::mutex write_mutex;
+        std::vector<std::thread> senders;
+        for (int t = 0; t < 4; ++t)
+            senders.emplace_back([&, t] {
+                for (int i = 0;; ++i) {
+                    const std::string qid = "C" + std::to_string(t) + "x" + std::to_string(i);
+                    auto m = in.begin_message(i % 3 ? "" : ".Probes", trace);
+                    for (int k = 0; k < 5; ++k) in.append(m, std::string(1000, static_cast<char>('a' + k)));
+                    auto r = commit_and_wait(in, m, record_for(qid));
+                    if (r.ok) {
+                        std::lock_guard lock(write_mutex);
+                        const std::string line = qid + "\n";
+                        if (::write(fds[1], line.data(), line.size()) < 0) ::_exit(3);
+                    }
+                }
+            });
+        for (auto& s : senders) s.join();
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    // Let it acknowledge a few hundred messages, then kill it mid-stream.
+    std::string acked;
+    char buf[4096];
+    while (std::count(acked.begin(), acked.end(), '\n') < 300) {
+        const ssize_t n = ::read(fds[0], buf, sizeof buf);
+        ASSERT_GT(n, 0);
+        acked.append(buf, static_cast<std::size_t>(n));
+    }
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) acked.append(buf, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    std::vector<std::string> queue_ids;
+    std::istringstream lines(acked);
+    for (std::string line; std::getline(lines, line);) queue_ids.push_back(line);
+
+    ingest_stats stats;
+    {
+        ingest in({.data_dir = dir.path});
+        stats = in.stats();
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    for (const auto& qid : queue_ids) {
+        const auto row = db.find_message_by_queue_id(qid);
+        ASSERT_TRUE(row) << qid;
+        ASSERT_TRUE(fs::is_regular_file(dir.path / row->maildir_path)) << row->maildir_path;
+        EXPECT_EQ(fs::file_size(dir.path / row->maildir_path), trace.size() + 5000);
+    }
+    std::size_t files = 0;
+    for (const char* sub : {"maildir/new", "maildir/.Probes/new"}) {
+        const std::string prefix = std::string(sub) + "/";
+        for (const auto& e : fs::directory_iterator(dir.path / sub)) {
+            ++files;
+            EXPECT_TRUE(db.has_maildir_path(prefix + e.path().filename().string())) << e.path();
+        }
+    }
+    EXPECT_EQ(files, db.count_messages());
+    EXPECT_GE(db.count_messages(), queue_ids.size());
+    EXPECT_EQ(count_files(dir.path / "maildir/tmp"), 0u);
+    EXPECT_EQ(count_files(dir.path / "maildir/.Probes/tmp"), 0u);
+    std::cout << "[ stats    ] acknowledged " << queue_ids.size() << ", rows " << db.count_messages()
+              << ", recovered tmp " << stats.recovered_tmp << ", orphans " << stats.recovered_orphans << "\n";
+}
+
+// Many sessions at once (up to `in_flight` messages waiting for their 250), 5 KB each, with
+// full durability; prints the rate and batch sizes for both sync methods. Not a benchmark
+// gate (the machine is shared); it checks that batching happens under load.
+TEST(Ingest, ThroughputWithManyMessagesInFlight) {
+    for (const auto method : {sync_method::per_file, sync_method::syncfs}) {
+        temp_dir dir;
+        constexpr int total = 3000, in_flight = 256;
+        const std::string body = "Subject: load\r\n\r\n" + std::string(5000 - 17, 'x');
+        std::mutex mutex;
+        std::condition_variable cv;
+        int outstanding = 0, done = 0, failures = 0;
+        ingest_stats stats;
+        const auto start = std::chrono::steady_clock::now();
+        {
+            ingest in({.data_dir = dir.path, .sync = method});
+            for (int i = 0; i < total; ++i) {
+                {
+                    std::unique_lock lock(mutex);
+                    cv.wait(lock, [&] { return outstanding < in_flight; });
+                    ++outstanding;
+                }
+                auto m = in.begin_message("", trace);
+                in.append(m, body);
+                in.commit(m, record_for("T" + std::to_string(i)), [&](commit_result r) {
+                    std::lock_guard lock(mutex);
+                    --outstanding, ++done;
+                    if (!r.ok) ++failures;
+                    cv.notify_all();
+                });
+            }
+            std::unique_lock lock(mutex);
+            cv.wait(lock, [&] { return done == total; });
+            stats = in.stats();
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        EXPECT_EQ(failures, 0);
+        EXPECT_EQ(stats.committed, static_cast<std::uint64_t>(total));
+        EXPECT_LT(stats.batches, stats.committed / 4);
+        std::cout << "[ stats    ] " << (method == sync_method::per_file ? "per_file" : "syncfs  ") << ": " << total
+                  << " x 5 KB in " << seconds << " s = " << total / seconds << " msg/s; batches " << stats.batches
+                  << " (avg " << double(stats.committed) / double(stats.batches) << ", largest " << stats.largest_batch
+                  << "); time (s) file sync " << stats.file_sync_us / 1e6 << " rename " << stats.rename_us / 1e6
+                  << " dir fsync " << stats.dir_sync_us / 1e6 << " sqlite " << stats.db_us / 1e6 << "\n";
+    }
+}
