@@ -26,7 +26,7 @@ store::message_record find(const store::database& db, const std::string& id) {
     std::optional<store::message_record> found;
     if (all_digits(id)) found = db.find_message(std::stoll(id));
     if (!found) found = db.find_message_by_queue_id(id);
-    if (!found) throw command_failure("no message " + id);
+    if (!found) throw command_failure("message " + id + " not found (give a database id or a queue id)");
     return *found;
 }
 

@@ -24,7 +24,7 @@ int list_command(const list_options& options, console io) {
 int show_command(const show_options& options, console io) {
     auto db = open_store(options.read.data_dir);
     const auto session = db->find_session(options.id);
-    if (!session) throw command_failure("no session " + options.id);
+    if (!session) throw command_failure("session " + options.id + " not found");
     if (options.read.json) print_json(io.out, to_json(*session));
     else render_session(io.out, *session);
     return exit_ok;

@@ -118,6 +118,7 @@ private:
             smtp::output ignored;
             engine_->tls_started(*transport_.tls_info(), ignored);
         }
+        note('S', engine_->greeting());
         const bool greeted = co_await send(engine_->greeting());
         if (!greeted) co_return;
 

@@ -67,9 +67,15 @@ std::string make_trace_headers(const trace_facts& facts) {
         out += ")\r\n\t(No client certificate requested)\r\n";
     }
     out += "\tby " + conn.local_hostname + " (Postfix) with " + std::string(protocol_name(facts)) + " id " +
-           std::string(facts.queue_id) + "\r\n";
-    if (env.recipients.size() == 1) out += "\tfor <" + header_safe(env.recipients.front().address, 300) + ">";
-    out += "; " + rfc5322_date(facts.received_at) + "\r\n";
+           std::string(facts.queue_id);
+    // Postfix names the recipient only when there is exactly one; otherwise the date folds
+    // onto its own continuation line.
+    if (env.recipients.size() == 1) {
+        out += "\r\n\tfor <" + header_safe(env.recipients.front().address, 300) + ">; ";
+    } else {
+        out += ";\r\n\t";
+    }
+    out += rfc5322_date(facts.received_at) + "\r\n";
 
     const std::string prefix(trace_header_prefix);
     out += prefix + "Session: " + std::string(facts.session_id) + "\r\n";

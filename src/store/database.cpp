@@ -4,11 +4,14 @@
 
 #include <boost/json.hpp>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <string_view>
 #include <unordered_map>
@@ -112,6 +115,14 @@ CREATE INDEX credentials_by_username ON credentials(username);
 };
 constexpr int latest_version = static_cast<int>(std::size(migrations));
 constexpr std::size_t max_limit = 10'000;
+// WAL checkpoints of a read-write connection run on a background thread with its own
+// connection, never inside a COMMIT: the writer's wal_hook only wakes it once the WAL holds
+// this many frames (SQLite's own wal_autocheckpoint default). Should the checkpointer starve
+// (the WAL never fully copied back because the writer never pauses) and the WAL pass the
+// second bound, the writer checkpoints inline once, which lets the next transaction restart
+// the WAL from its beginning.
+constexpr int checkpoint_frames = 1000;
+constexpr int inline_checkpoint_frames = 16 * checkpoint_frames;
 
 std::string base64_encode(std::string_view in) {
     std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
@@ -239,6 +250,69 @@ struct database::impl {
     mutable std::unordered_map<std::string, sqlite3_stmt*> cache;
     int version = 0;
 
+    // Background checkpointer (read_write only).
+    std::mutex checkpoint_mutex;
+    std::condition_variable checkpoint_wake;
+    bool checkpoint_wanted = false;
+    bool checkpoint_stop = false;
+    std::thread checkpointer;
+
+    static int on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
+        auto* d = static_cast<impl*>(self);
+        if (frames >= inline_checkpoint_frames) {
+            sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        } else if (frames >= checkpoint_frames) {
+            {
+                std::lock_guard lock(d->checkpoint_mutex);
+                d->checkpoint_wanted = true;
+            }
+            d->checkpoint_wake.notify_one();
+        }
+        return SQLITE_OK;
+    }
+
+    void checkpoint_loop() {
+        sqlite3* c = nullptr;
+        if (sqlite3_open_v2(file.c_str(), &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+            sqlite3_close(c);
+            c = nullptr;
+        }
+        if (c) {
+            sqlite3_busy_timeout(c, 1000);
+            sqlite3_exec(c, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+            sqlite3_wal_autocheckpoint(c, 0);
+        }
+        for (;;) {
+            {
+                std::unique_lock lock(checkpoint_mutex);
+                checkpoint_wake.wait(lock, [&] { return checkpoint_stop || checkpoint_wanted; });
+                if (checkpoint_stop) break;
+                checkpoint_wanted = false;
+            }
+            if (c) sqlite3_wal_checkpoint_v2(c, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        }
+        sqlite3_close_v2(c);
+    }
+
+    void start_checkpointer() {
+        sqlite3_wal_hook(db, &impl::on_wal_commit, this);  // replaces SQLite's inline autocheckpoint
+        checkpointer = std::thread([this] {
+            ::pthread_setname_np(::pthread_self(), "rb-store-ckpt");
+            checkpoint_loop();
+        });
+    }
+
+    void stop_checkpointer() {
+        if (!checkpointer.joinable()) return;
+        {
+            std::lock_guard lock(checkpoint_mutex);
+            checkpoint_stop = true;
+        }
+        checkpoint_wake.notify_one();
+        checkpointer.join();
+        sqlite3_wal_hook(db, nullptr, nullptr);
+    }
+
     [[noreturn]] void fail(std::string_view what) const {
         throw std::runtime_error(file + ": " + std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
     }
@@ -314,6 +388,7 @@ struct database::impl {
                 exec("PRAGMA journal_mode=WAL");
                 exec("PRAGMA synchronous=FULL");
                 migrate();
+                start_checkpointer();
             } else {
                 version = read_version();
                 if (version == 0)
@@ -329,6 +404,7 @@ struct database::impl {
     }
 
     void close() {
+        stop_checkpointer();  // the last connection to close checkpoints the WAL fully
         for (auto& [sql, s] : cache) sqlite3_finalize(s);
         cache.clear();
         sqlite3_close_v2(db);
@@ -469,11 +545,11 @@ void database::rollback() {
 
 void database::savepoint() {
     std::lock_guard lock(impl_->mutex);
-    impl_->exec("SAVEPOINT relaybait_row");
+    impl_->prepare("SAVEPOINT relaybait_row").run();  // prepared once: this runs per message
 }
 void database::release_savepoint() {
     std::lock_guard lock(impl_->mutex);
-    impl_->exec("RELEASE relaybait_row");
+    impl_->prepare("RELEASE relaybait_row").run();
 }
 void database::rollback_to_savepoint() {
     std::lock_guard lock(impl_->mutex);

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@ namespace {
 std::string errno_text(const char* what, const fs::path& p) {
     return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
 }
+
+void name_thread(const char* name) { ::pthread_setname_np(::pthread_self(), name); }  // for top/perf
 
 std::string hex(const unsigned char* p, std::size_t n) {
     static constexpr char digits[] = "0123456789abcdef";
@@ -105,6 +108,20 @@ struct ingest::impl {
     bool committer_stop = false;
     std::thread committer;
 
+    // Database stage.
+    struct synced_batch {
+        std::vector<std::shared_ptr<pending_message>> batch;
+        std::vector<char> ok;
+        std::vector<session_record> sessions;
+        std::vector<credential_record> credentials;
+    };
+    std::mutex db_mutex;
+    std::condition_variable db_wake;
+    std::condition_variable db_taken;
+    std::deque<synced_batch> synced;
+    bool db_stop = false;
+    std::thread db_thread;
+
     mutable std::mutex stats_mutex;
     ingest_stats counters;
     std::atomic<std::uint64_t> committed{0};
@@ -146,8 +163,10 @@ struct ingest::impl {
             throw;
         }
         ready_folders.insert("");
-        for (unsigned i = 0; i < options.writer_threads; ++i) writers.emplace_back([this] { writer_loop(); });
-        committer = std::thread([this] { committer_loop(); });
+        for (unsigned i = 0; i < options.writer_threads; ++i)
+            writers.emplace_back([this] { name_thread("rb-store-write"), writer_loop(); });
+        committer = std::thread([this] { name_thread("rb-store-sync"), committer_loop(); });
+        db_thread = std::thread([this] { name_thread("rb-store-db"), db_loop(); });
     }
 
     ~impl() {
@@ -163,6 +182,12 @@ struct ingest::impl {
         }
         commit_wake.notify_all();
         committer.join();
+        {
+            std::lock_guard lock(db_mutex);
+            db_stop = true;
+        }
+        db_wake.notify_all();
+        db_thread.join();
         db.reset();
         ::close(lock_fd);
     }
@@ -320,76 +345,90 @@ struct ingest::impl {
         commit_wake.notify_one();
     }
 
-    // ---- group committer -----------------------------------------------------------
+    // ---- group commit, two pipelined stages ------------------------------------------
+    // Stage 1 (committer thread): takes the ready messages, renames them into new/ and makes
+    // data and names durable (one syncfs, or the new/ fsyncs after the writers' fdatasyncs).
+    // Stage 2 (database thread): one SQLite transaction for every batch stage 1 has finished,
+    // then the callbacks. Stage 1 of batch N+1 overlaps stage 2 of batch N; a message is still
+    // acknowledged only after both. Renaming before the sync is safe: a file in new/ without
+    // its row is moved out at start-up (recover_maildir), and no row is committed before the
+    // sync that made its file and name durable returns.
 
     void committer_loop() {
         for (;;) {
-            std::vector<std::shared_ptr<pending_message>> batch;
-            std::vector<session_record> session_rows;
-            std::vector<credential_record> credential_rows;
+            synced_batch work;
             {
                 std::unique_lock lock(commit_mutex);
                 commit_wake.wait(lock, [&] {
                     return committer_stop || !ready.empty() || !sessions.empty() || !credentials.empty();
                 });
                 if (committer_stop && ready.empty() && sessions.empty() && credentials.empty()) return;
-                while (!ready.empty() && batch.size() < options.max_batch) {
-                    batch.push_back(std::move(ready.front()));
+                while (!ready.empty() && work.batch.size() < options.max_batch) {
+                    work.batch.push_back(std::move(ready.front()));
                     ready.pop_front();
                 }
                 const std::size_t side_limit = options.max_batch * 4;
-                while (!sessions.empty() && session_rows.size() < side_limit) {
-                    session_rows.push_back(std::move(sessions.front()));
+                while (!sessions.empty() && work.sessions.size() < side_limit) {
+                    work.sessions.push_back(std::move(sessions.front()));
                     sessions.pop_front();
                 }
-                while (!credentials.empty() && credential_rows.size() < side_limit) {
-                    credential_rows.push_back(std::move(credentials.front()));
+                while (!credentials.empty() && work.credentials.size() < side_limit) {
+                    work.credentials.push_back(std::move(credentials.front()));
                     credentials.pop_front();
                 }
             }
-            commit_batch(batch, session_rows, credential_rows);
+            sync_batch(work);
+            {
+                // Double buffering: wait for the database stage to take the previous batch, so
+                // that messages arriving meanwhile join the next batch instead of a small one.
+                std::unique_lock lock(db_mutex);
+                db_taken.wait(lock, [&] { return synced.empty(); });
+                synced.push_back(std::move(work));
+            }
+            db_wake.notify_one();
         }
     }
 
-    void commit_batch(std::vector<std::shared_ptr<pending_message>>& batch, std::vector<session_record>& session_rows,
-                      std::vector<credential_record>& credential_rows) {
-        std::vector<commit_result> results(batch.size());
-        std::vector<bool> ok(batch.size());
+    void sync_batch(synced_batch& work) {
+        auto& batch = work.batch;
+        auto& ok = work.ok;
+        ok.resize(batch.size());
         for (std::size_t i = 0; i < batch.size(); ++i) ok[i] = batch[i]->error.empty();
+        if (batch.empty()) return;
 
         auto t0 = clock::now();
-        if (options.fsync && options.sync == sync_method::syncfs && !batch.empty()) {
-            const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            const bool synced = fd >= 0 && ::syncfs(fd) == 0;
-            const std::string error = synced ? std::string() : errno_text("syncfs", maildir);
-            if (fd >= 0) ::close(fd);
-            if (!synced)
-                for (std::size_t i = 0; i < batch.size(); ++i)
-                    if (ok[i]) fail(*batch[i], error), ok[i] = false;
-        }
-
-        if (options.sync == sync_method::syncfs) file_sync_us += micros(t0);
-        t0 = clock::now();
-        // Renames, then one fsync per touched new/.
+        // Renames into new/.
         std::map<std::string, std::vector<std::size_t>> by_folder;
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (!ok[i]) continue;
             auto& m = *batch[i];
             const std::string final_name = m.name + ",S=" + std::to_string(m.file_size);
             const fs::path dir = m.folder.empty() ? maildir : maildir / m.folder;
-            const fs::path target = dir / "new" / final_name;
+            fs::path target = dir / "new" / final_name;
             if (::rename(m.file_path.c_str(), target.c_str()) != 0) {
                 fail(m, errno_text("rename", m.file_path));
                 ok[i] = false;
                 continue;
             }
-            m.file_path = target;
+            m.file_path = std::move(target);
             m.record.maildir_path = "maildir/" + (m.folder.empty() ? std::string() : m.folder + "/") + "new/" + final_name;
             by_folder[m.folder].push_back(i);
         }
         const std::uint64_t rename_time = micros(t0);
         t0 = clock::now();
-        if (options.fsync) {
+        std::uint64_t dir_time = 0;
+        if (options.fsync && options.sync == sync_method::syncfs) {
+            // One syncfs makes every file's data and every rename durable.
+            const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            const bool done_ok = fd >= 0 && ::syncfs(fd) == 0;
+            const std::string error = done_ok ? std::string() : errno_text("syncfs", maildir);
+            if (fd >= 0) ::close(fd);
+            if (!done_ok)
+                for (std::size_t i = 0; i < batch.size(); ++i)
+                    if (ok[i]) fail(*batch[i], error), ok[i] = false;
+            file_sync_us += micros(t0);
+        } else if (options.fsync) {
+            // The writers fdatasync'd each file; the names need their new/ fsync'd.
             for (const auto& [folder, members] : by_folder) {
                 try {
                     fsync_directory((folder.empty() ? maildir : maildir / folder) / "new");
@@ -397,52 +436,83 @@ struct ingest::impl {
                     for (auto i : members) fail(*batch[i], e.what()), ok[i] = false;
                 }
             }
+            dir_time = micros(t0);
         }
+        std::lock_guard lock(stats_mutex);
+        counters.rename_us += rename_time;
+        counters.dir_sync_us += dir_time;
+    }
 
-        const std::uint64_t dir_time = micros(t0);
-        t0 = clock::now();
-        // One transaction for the whole batch.
+    void db_loop() {
+        for (;;) {
+            std::deque<synced_batch> work;
+            {
+                std::unique_lock lock(db_mutex);
+                db_wake.wait(lock, [&] { return db_stop || !synced.empty(); });
+                if (synced.empty()) return;
+                work.swap(synced);
+            }
+            db_taken.notify_all();
+            commit_batches(work);
+        }
+    }
+
+    // One transaction for every batch stage 1 has finished meanwhile.
+    void commit_batches(std::deque<synced_batch>& work) {
+        std::vector<pending_message*> messages;
+        std::vector<commit_result> results;
+        std::vector<char> ok;
+        for (auto& w : work)
+            for (std::size_t i = 0; i < w.batch.size(); ++i) {
+                messages.push_back(w.batch[i].get());
+                ok.push_back(w.ok[i]);
+            }
+        results.resize(messages.size());
+
+        const auto t0 = clock::now();
         try {
             db->begin();
-            for (auto& s : session_rows) {
-                try {
-                    db->upsert_session(s);
-                } catch (const std::exception&) {
-                    // A bad session row must not cost the batch its messages.
+            for (auto& w : work)
+                for (auto& s : w.sessions) {
+                    try {
+                        db->upsert_session(s);
+                    } catch (const std::exception&) {
+                        // A bad session row must not cost the batch its messages.
+                    }
                 }
-            }
-            for (std::size_t i = 0; i < batch.size(); ++i) {
+            for (std::size_t i = 0; i < messages.size(); ++i) {
                 if (!ok[i]) continue;
                 try {
                     savepoint(true);
-                    results[i].message_id = db->insert_message(batch[i]->record);
+                    results[i].message_id = db->insert_message(messages[i]->record);
                     savepoint(false);
                 } catch (const std::exception& e) {
                     rollback_savepoint();
-                    fail(*batch[i], e.what());
+                    fail(*messages[i], e.what());
                     ok[i] = false;
                 }
             }
-            for (auto& c : credential_rows) {
-                try {
-                    db->insert_credential(c);
-                } catch (const std::exception&) {
+            for (auto& w : work)
+                for (auto& c : w.credentials) {
+                    try {
+                        db->insert_credential(c);
+                    } catch (const std::exception&) {
+                    }
                 }
-            }
             db->commit();
         } catch (const std::exception& e) {
             try {
                 db->rollback();
             } catch (const std::exception&) {
             }
-            for (std::size_t i = 0; i < batch.size(); ++i)
-                if (ok[i]) fail(*batch[i], e.what()), ok[i] = false;
+            for (std::size_t i = 0; i < messages.size(); ++i)
+                if (ok[i]) fail(*messages[i], e.what()), ok[i] = false;
         }
 
         const std::uint64_t db_time = micros(t0);
         std::uint64_t good = 0;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            auto& m = *batch[i];
+        for (std::size_t i = 0; i < messages.size(); ++i) {
+            auto& m = *messages[i];
             if (ok[i]) {
                 m.owns_file = false;  // durable and counted: the file now belongs to the Maildir
                 results[i].ok = true;
@@ -456,17 +526,15 @@ struct ingest::impl {
         {
             std::lock_guard lock(stats_mutex);
             counters.committed += good;
-            counters.failed += batch.size() - good;
-            counters.rename_us += rename_time;
-            counters.dir_sync_us += dir_time;
+            counters.failed += messages.size() - good;
             counters.db_us += db_time;
-            if (!batch.empty()) {
+            if (!messages.empty()) {  // one group commit = one transaction
                 ++counters.batches;
-                counters.largest_batch = std::max<std::uint64_t>(counters.largest_batch, batch.size());
+                counters.largest_batch = std::max<std::uint64_t>(counters.largest_batch, messages.size());
             }
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            auto done = std::move(batch[i]->done);
+        for (std::size_t i = 0; i < messages.size(); ++i) {
+            auto done = std::move(messages[i]->done);
             if (done) done(std::move(results[i]));
         }
     }

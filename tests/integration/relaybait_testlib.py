@@ -288,7 +288,7 @@ class Relaybait:
         return rows[0] if rows else None
 
     def recipients_of(self, message: dict) -> list[str]:
-        rows = self.query("SELECT * FROM recipients WHERE message_id = ? ORDER BY rowid", (message["id"],))
+        rows = self.query("SELECT * FROM recipients WHERE message_id = ? ORDER BY position", (message["id"],))
         out = []
         for r in rows:
             for key in ("address", "recipient", "rcpt", "email", "rcpt_to"):

@@ -21,6 +21,7 @@ HELO = "client.example.org"
 def deliver(smtp: smtplib.SMTP, msg: bytes, rcpts: list[str], sender: str = SENDER,
             mail_options: tuple = ()) -> str:
     """MAIL/RCPT/DATA by hand, so the DATA reply (with the queue id) is visible."""
+    smtp.ehlo_or_helo_if_needed()  # smtplib's mail() does not greet; a session without EHLO is "from unknown"
     code, resp = smtp.mail(sender, list(mail_options))
     assert code == 250, (code, resp)
     for r in rcpts:
@@ -101,9 +102,16 @@ def test_implicit_tls_port_465(server):
     with smtplib.SMTP_SSL("127.0.0.1", server.ports["smtps"], local_hostname=HELO, timeout=30,
                           context=unverified_context()) as s:
         tls = (s.sock.version(), s.sock.cipher()[0])
+        s.ehlo()
+        # Like Postfix's submissions service, relaying needs AUTH (which the default policy grants).
+        s.mail(SENDER)
+        code, resp = s.rcpt("victim@example.com")
+        assert code == 554 and b"Access denied" in resp, (code, resp)
+        s.rset()
+        _auth(s, "PLAIN", "spammer", "hunter2")
         qid = deliver(s, msg, ["victim@example.com"])
     row, trace = stored(server, qid, msg)
-    assert_trace(row, trace, server, ["victim@example.com"], "smtps", tls=tls)
+    assert_trace(row, trace, server, ["victim@example.com"], "smtps", tls=tls, auth_user="spammer")
 
 
 def test_submission_requires_starttls(server):

@@ -53,6 +53,11 @@ class Dovecot:
                 for name in filenames:
                     os.chown(os.path.join(dirpath, name), uid, gid)
             os.chown(workdir / "home", uid, gid)
+            # ...and may traverse (not list) the private test directories above it.
+            for parent in list(Path(maildir).resolve().parents) + [workdir.resolve()] + list(workdir.resolve().parents):
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
         internal = "dovecot" if root else user
         login = "dovenull" if root else user
         (workdir / "dovecot.conf").write_text(f"""
@@ -158,7 +163,7 @@ def fetch_all(port: int) -> dict[str, list[bytes]]:
     out = {}
     for name in names:
         typ, _ = imap.select(f'"{name}"', readonly=True)
-        assert typ == "OK", name
+        assert typ == "OK", (name, _)
         typ, data = imap.search(None, "ALL")
         msgs = []
         for num in data[0].split():

@@ -117,7 +117,7 @@ TEST_F(read_commands, messages_show_by_id_or_queue_id) {
     EXPECT_EQ(boost::json::parse(r.out).at("id").as_int64(), second_id);
     r = run({"messages", "show", "999999", "--data-dir", dir.str()});
     EXPECT_EQ(r.code, 1);
-    EXPECT_EQ(r.err, "relaybait: no message 999999\n");
+    EXPECT_EQ(r.err, "relaybait: message 999999 not found (give a database id or a queue id)\n");
 }
 
 TEST_F(read_commands, messages_show_raw_is_byte_for_byte) {

@@ -32,6 +32,14 @@ TEST_F(trace_headers_fixture, received_line_in_postfix_form) {
     EXPECT_NE(text.find("+0000 (UTC)\r\n"), std::string::npos);
 }
 
+TEST_F(trace_headers_fixture, several_recipients_fold_the_date_like_postfix) {
+    envelope.recipients.push_back({"second@example.net", ""});
+    const auto text = headers();
+    EXPECT_NE(text.find("\tby mx1.example.net (Postfix) with ESMTP id 218CBA72013;\r\n\t"), std::string::npos) << text;
+    EXPECT_EQ(text.find("\r\n;"), std::string::npos);
+    EXPECT_NE(text.find("X-Relaybait-Rcpt-To: <victim@example.com>, <second@example.net>\r\n"), std::string::npos);
+}
+
 TEST_F(trace_headers_fixture, tls_details_in_received_and_protocol_esmtps) {
     const auto text = headers(smtp::tls_facts{"TLSv1.3", "TLS_AES_256_GCM_SHA384"});
     EXPECT_NE(text.find("(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))"), std::string::npos) << text;
