@@ -96,6 +96,7 @@ struct engine::state {
     std::size_t dot_crs = 0;
     std::uint64_t message_bytes = 0;
     bool too_big = false;
+    char last_stored = '\n';  // last message byte stored (BDAT: the LAST chunk's line end)
 
     // BDAT
     bool bdat_active = false;
@@ -156,6 +157,7 @@ struct engine::state {
         sink_open = true;
         message_bytes = 0;
         too_big = false;
+        last_stored = '\n';
         observe(out, observation::kind::message_begin, envl.mail_from);
     }
     void mail_reset() {
@@ -400,10 +402,6 @@ struct engine::state {
             reply(out, p->size_exceeded);
             return verdict::error;
         }
-        if (!utf8 && !syntax::all_ascii(addr.address)) {
-            reply(out, p->need_smtputf8);
-            return verdict::error;
-        }
         in_mail = true;
         smtputf8 = utf8;
         envl.mail_from = addr.address;
@@ -424,30 +422,34 @@ struct engine::state {
         return false;
     }
     bool known_local_user(std::string_view local) const {
-        if (local.size() >= 2 && local.front() == '"' && local.back() == '"') local = local.substr(1, local.size() - 2);
         const auto& users = config->local_users.empty() ? p->default_local_users : config->local_users;
         for (const auto& u : users)
             if (syntax::iequals(u, local)) return true;
         return false;
     }
-    // true when the address is at a local domain and nobody there has that name.
+    // true when the address resolves to a local domain and nobody there has that name. Postfix
+    // resolve_addr() on the internal (unquoted) form: strip a local @domain and look again, so an
+    // '@' left in the local part makes it remote again (<a@remote@local>); with no domain left,
+    // swap_bangpath turns "site!user" into "user@site", then allow_percent_hack the rightmost
+    // '%' into '@'.
     bool unknown_local_recipient(std::string address) const {
-        for (int round = 0; round < 8; ++round) {
-            std::size_t at = address.rfind('@');
-            std::string local = at == std::string::npos ? address : address.substr(0, at);
-            if (at != std::string::npos && !is_local_domain(std::string_view(address).substr(at + 1))) return false;
-            std::size_t pct = local.rfind('%');  // Postfix allow_percent_hack
-            if (pct != std::string::npos) {
-                local[pct] = '@';
-                address = local;
-                continue;
+        for (int round = 0; round < 16; ++round) {
+            if (std::size_t at = address.rfind('@'); at != std::string::npos) {
+                if (!is_local_domain(std::string_view(address).substr(at + 1))) return false;
+                address.resize(at);
+            } else if (std::size_t bang = address.find('!'); bang != std::string::npos) {
+                address = address.substr(bang + 1) + "@" + address.substr(0, bang);
+            } else if (std::size_t pct = address.rfind('%'); pct != std::string::npos) {
+                address[pct] = '@';
+            } else {
+                return !known_local_user(address);
             }
-            return !known_local_user(local);
         }
         return false;
     }
     // Postfix smtpd_check_rcpt(): nullopt when accepted, else the reply.
-    std::optional<std::string> check_recipient(const std::string& address) const {
+    std::optional<std::string> check_recipient(const std::string& raw) const {
+        const std::string address = syntax::internalize(raw);  // what Postfix resolves and quotes
         if (syntax::iequals(address, "postmaster")) return std::nullopt;
         if (profile.relay_requires_auth && !authenticated) return persona::fill(p->access_denied, {address});
         if (profile.reject_unlisted_recipient && unknown_local_recipient(address))
@@ -510,10 +512,6 @@ struct engine::state {
                 return verdict::error;
             }
         }
-        if (!smtputf8 && !syntax::all_ascii(addr.address)) {
-            reply(out, p->need_smtputf8);
-            return verdict::error;
-        }
         if (envl.recipients.size() >= bounds().recipients_per_message) {
             reply(out, p->too_many_recipients);
             observe(out, observation::kind::limit_hit, "recipients_per_message");
@@ -531,6 +529,10 @@ struct engine::state {
 
     // ---- DATA ----
     verdict cmd_data(const token_list& args, output& out) {
+        if (bdat_active || bdat_error) {
+            reply(out, p->data_after_bdat);
+            return verdict::error;
+        }
         if (envl.recipients.empty()) {
             reply(out, in_mail ? p->no_valid_recipients : p->need_rcpt);
             return verdict::error;
@@ -558,6 +560,7 @@ struct engine::state {
             discard_message();
             return;
         }
+        last_stored = bytes_in.back();
         if (sink_open) sink.append(bytes_in);
     }
 
@@ -672,13 +675,13 @@ struct engine::state {
         switch (mode) {
         case chunk_mode::skip_after_error:
             reply(out, persona::fill(p->bdat_discarded, {std::to_string(chunk_size)}));
-            if (chunk_last) bdat_error = false;
+            end_failed_chunk();
             count_error(out);
             return;
         case chunk_mode::skip_need_rcpt:
         case chunk_mode::skip_no_recipients:
             reply(out, mode == chunk_mode::skip_need_rcpt ? p->need_rcpt : p->no_valid_recipients);
-            if (!chunk_last) bdat_error = true;
+            end_failed_chunk();
             count_error(out);
             return;
         case chunk_mode::store: break;
@@ -686,18 +689,33 @@ struct engine::state {
         bdat_total += chunk_size;
         if (too_big) {
             observe(out, observation::kind::limit_hit, "message_size");
+            end_failed_chunk();
             mail_reset();
-            if (!chunk_last) bdat_error = true;
             reply(out, p->size_exceeded);
             count_error(out);
             return;
         }
         if (chunk_last) {
+            // Postfix ends a message whose last line lacks its line end with CRLF (and counts it).
+            if (bdat_total > 0 && last_stored != '\n') {
+                store("\r\n");
+                bdat_total += 2;
+            }
             ph = phase::awaiting_commit;
             pending_request = request::commit_message;
             return;
         }
         reply(out, persona::fill(p->bdat_ok, {std::to_string(bdat_total)}));
+    }
+
+    // A chunk was refused: later chunks are discarded up to LAST, which ends the transaction.
+    void end_failed_chunk() {
+        if (chunk_last) {
+            mail_reset();
+            bdat_error = false;
+        } else {
+            bdat_error = true;
+        }
     }
 
     // ---- RSET NOOP QUIT VRFY ETRN XCLIENT ----
@@ -734,7 +752,12 @@ struct engine::state {
         token arg;
         arg.text = join_words(args, 1, n);
         for (std::size_t i = 1; i < n; ++i) arg.error = arg.error || args[i].error;
-        auto addr = syntax::extract_address(arg, false, utf8);
+        syntax::address_result addr;
+        if (n == 2 && arg.error && args[1].address) {
+            addr = {true, arg.text};  // "VRFY <root": Postfix checks the recipient "<root"
+        } else {
+            addr = syntax::extract_address(arg, false, utf8);
+        }
         if (!addr.ok) {
             reply(out, p->bad_recipient);
             return verdict::error;
@@ -820,8 +843,8 @@ struct engine::state {
         if (!known) return auth_fail(out, p->auth_no_mechanism);
         std::optional<std::string> decoded;
         if (initial) {
-            decoded = syntax::base64_decode(*initial);
-            if (!decoded) return auth_fail(out, p->auth_bad_protocol);
+            decoded.emplace();
+            if (auto bad = decode_failure(*initial, *decoded)) return auth_fail(out, *bad);
         }
         if (pending.mechanism == "PLAIN") {
             if (decoded) return auth_plain(*decoded, out);
@@ -845,6 +868,16 @@ struct engine::state {
         }
         ph = phase::sasl;
         return verdict::pending;
+    }
+
+    // Cyrus sasl_decode64(): nullptr when `text` decoded into `decoded`, else the failure reply.
+    const std::string* decode_failure(std::string_view text, std::string& decoded) const {
+        switch (syntax::sasl_decode64(text, decoded)) {
+        case syntax::sasl_base64::ok: return nullptr;
+        case syntax::sasl_base64::incomplete: return &p->auth_incomplete;
+        case syntax::sasl_base64::bad_protocol: break;
+        }
+        return &p->auth_bad_protocol;
     }
 
     verdict auth_fail(output& out, const std::string& text) {
@@ -908,10 +941,10 @@ struct engine::state {
         }
         if (!pending.raw.empty()) pending.raw.push_back(' ');
         pending.raw.append(text);
-        auto decoded = syntax::base64_decode(text);
+        std::optional<std::string> decoded{std::in_place};
         verdict v = verdict::pending;
-        if (!decoded) {
-            v = auth_fail(out, p->auth_bad_protocol);
+        if (auto bad = decode_failure(text, *decoded)) {
+            v = auth_fail(out, *bad);
         } else {
             switch (step) {
             case sasl_step::plain: v = auth_plain(*decoded, out); break;
@@ -922,7 +955,8 @@ struct engine::state {
                 break;
             case sasl_step::login_password:
                 pending.password = *decoded;
-                v = auth_finish(out);
+                // Cyrus cannot look up an empty user name: a temporary failure, whatever the policy.
+                v = pending.username.empty() ? auth_fail(out, p->auth_temp_failure) : auth_finish(out);
                 break;
             case sasl_step::cram: {
                 std::size_t sp = decoded->rfind(' ');

@@ -79,7 +79,6 @@ persona make_postfix_3_7() {
     p.bad_envid = "501 5.5.4 Bad ENVID parameter syntax";
     p.bad_notify = "501 5.5.4 Error: Bad NOTIFY parameter syntax";
     p.bad_orcpt = "501 5.5.4 Error: Bad ORCPT parameter syntax";
-    p.need_smtputf8 = "553 5.6.7 Must declare SMTPUTF8 to send unicode address";
     p.auth_param_disabled = "503 5.5.4 Error: authentication disabled";
     p.too_many_recipients = "452 4.5.3 Error: too many recipients";
     p.access_denied = "554 5.7.1 <{}>: Recipient address rejected: Access denied";
@@ -89,6 +88,7 @@ persona make_postfix_3_7() {
     p.data_syntax = "501 5.5.4 Syntax: DATA";
     p.data_go = "354 End data with <CR><LF>.<CR><LF>";
     p.queued = "250 2.0.0 Ok: queued as {}";
+    p.data_after_bdat = "503 5.5.1 Error: DATA after BDAT";
     p.bdat_syntax = "521 5.5.4 Syntax: BDAT count [LAST]";
     p.bdat_ok = "250 2.0.0 Ok: {} bytes";
     p.bdat_queued = "250 2.0.0 Ok: {} bytes queued as {}";
@@ -110,6 +110,8 @@ persona make_postfix_3_7() {
     p.auth_failed = "535 5.7.8 Error: authentication failed: authentication failure";
     p.auth_no_mechanism = "535 5.7.8 Error: authentication failed: no mechanism available";
     p.auth_bad_protocol = "535 5.7.8 Error: authentication failed: bad protocol / cancel";
+    p.auth_incomplete = "535 5.7.8 Error: authentication failed: another step is needed in authentication";
+    p.auth_temp_failure = "454 4.7.0 Temporary authentication failure: generic failure";
     p.auth_aborted = "501 5.7.0 Authentication aborted";
     p.auth_syntax = "501 5.5.4 Syntax: AUTH mechanism";
     p.auth_already = "503 5.5.1 Error: already authenticated";

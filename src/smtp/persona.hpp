@@ -50,10 +50,11 @@ public:
     std::string mail_syntax, rcpt_syntax, bad_sender, bad_recipient, nested_mail, need_mail;
     std::string bad_size_syntax, size_too_big_fs, size_exceeded;
     std::string unsupported_option;  // {option}
-    std::string bad_ret, bad_envid, bad_notify, bad_orcpt, need_smtputf8, auth_param_disabled;
+    std::string bad_ret, bad_envid, bad_notify, bad_orcpt, auth_param_disabled;
     std::string too_many_recipients, access_denied, user_unknown;  // {address}
     // DATA / BDAT
     std::string need_rcpt, no_valid_recipients, data_syntax, data_go, queued;  // queued: {id}
+    std::string data_after_bdat;
     std::string bdat_syntax, bdat_ok, bdat_queued, bdat_discarded;             // {bytes} [{id}]
     std::string queue_write_error;
     // RSET VRFY ETRN XCLIENT
@@ -63,7 +64,10 @@ public:
     // STARTTLS
     std::string starttls_syntax, tls_ready, tls_already_active, tls_not_available;
     // AUTH
-    std::string auth_ok, auth_failed, auth_no_mechanism, auth_bad_protocol, auth_aborted, auth_syntax,
+    // auth_incomplete: base64 ending in a partial group (Cyrus SASL_CONTINUE); auth_temp_failure:
+    // the Cyrus answer to LOGIN with an empty username.
+    std::string auth_ok, auth_failed, auth_no_mechanism, auth_bad_protocol, auth_incomplete, auth_temp_failure,
+        auth_aborted, auth_syntax,
         auth_already, auth_in_mail, auth_not_enabled, auth_needs_tls;
     std::string plain_prompt, login_user_prompt, login_password_prompt;  // complete "334 ..." lines
     // Local users when engine_config.local_users is empty.

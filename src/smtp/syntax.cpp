@@ -211,10 +211,10 @@ address_result extract_address(const token& tok, bool allow_empty, bool smtputf8
         r.ok = allow_empty;
         return r;
     }
-    // Scan: no unquoted whitespace or specials; find the last unquoted '@'.
+    // Scan: no unquoted whitespace or specials; find the last unquoted '@'. Like Postfix's
+    // parser, earlier '@'s stay in the local part (<a@b@c>), to be re-resolved later.
     bool in_quote = false;
     std::size_t at = std::string_view::npos;
-    int ats = 0;
     for (std::size_t i = 0; i < a.size(); ++i) {
         unsigned char c = static_cast<unsigned char>(a[i]);
         if (c == '\\') { ++i; continue; }
@@ -223,9 +223,9 @@ address_result extract_address(const token& tok, bool allow_empty, bool smtputf8
         if (is_space(c) || c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '(' || c == ')' || c == ',' ||
             c == ';')
             return r;
-        if (c == '@') { at = i; ++ats; }
+        if (c == '@') at = i;
     }
-    if (in_quote || ats > 1) return r;
+    if (in_quote) return r;
     if (at != std::string_view::npos) {
         std::string_view local = a.substr(0, at), domain = a.substr(at + 1);
         if (local.empty() || domain.empty()) return r;
@@ -274,6 +274,33 @@ std::optional<std::string> base64_decode(std::string_view in) {
         out.push_back(static_cast<char>((n >> 16) & 0xFF));
         if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xFF));
         if (pad < 1) out.push_back(static_cast<char>(n & 0xFF));
+    }
+    return out;
+}
+
+sasl_base64 sasl_decode64(std::string_view in, std::string& out) {
+    std::size_t whole = in.size() - in.size() % 4;
+    auto decoded = base64_decode(in.substr(0, whole));
+    if (!decoded) return sasl_base64::bad_protocol;
+    if (whole != in.size()) {
+        // A padded group before the partial one is still bad; otherwise Cyrus wants more input.
+        if (whole > 0 && in[whole - 1] == '=') return sasl_base64::bad_protocol;
+        return sasl_base64::incomplete;
+    }
+    out = std::move(*decoded);
+    return sasl_base64::ok;
+}
+
+std::string internalize(std::string_view address) {
+    std::string out;
+    out.reserve(address.size());
+    for (std::size_t i = 0; i < address.size(); ++i) {
+        char c = address[i];
+        if (c == '\\' && i + 1 < address.size()) {
+            out.push_back(address[++i]);
+        } else if (c != '"') {
+            out.push_back(c);
+        }
     }
     return out;
 }

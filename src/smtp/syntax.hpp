@@ -35,6 +35,15 @@ struct address_result {
 address_result extract_address(const token& tok, bool allow_empty, bool smtputf8);
 
 std::optional<std::string> base64_decode(std::string_view text);  // strict, as Cyrus sasl_decode64
+
+// Cyrus sasl_decode64() verdicts: complete groups of 4 are decoded (a bad character is
+// SASL_BADPROT), and input that ends in a partial group is SASL_CONTINUE ("another step").
+enum class sasl_base64 { ok, bad_protocol, incomplete };
+sasl_base64 sasl_decode64(std::string_view text, std::string& out);
+
+// Postfix's internal form of an address (what its reject texts show): quotes and backslash
+// escapes removed, so <"root"@host> is root@host and <"a@b"> is a@b.
+std::string internalize(std::string_view address);
 std::string base64_encode(std::string_view bytes);
 std::optional<std::string> xtext_decode(std::string_view text);  // RFC 3461
 

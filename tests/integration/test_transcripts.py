@@ -1,5 +1,7 @@
 """Golden transcripts: replays all 3 x 72 dialogues captured from a real Postfix 3.7
-(tests/transcripts/postfix-3.7/*.json) and requires byte-identical replies, except the queue id
+(tests/transcripts/postfix-3.7/*.json), and the 3 x 52 differential dialogues recorded with
+tests/integration/capture_dialogues.py (tests/transcripts/postfix-3.7-extra/*.json: nmap's
+open-relay probes, address forms, AUTH/MAIL/BDAT edge cases), and requires byte-identical replies, except the queue id
 in "queued as X" and the CRAM-MD5 challenge (see smtp_replay.py for the rules).
 
 relaybait runs with --hostname mx1.example.net and AUTH policy accept-listed with the pair
@@ -24,6 +26,7 @@ from conftest import relaybait_config
 from relaybait_testlib import Relaybait, source_dir, wait_for
 
 TRANSCRIPTS = source_dir() / "tests" / "transcripts" / "postfix-3.7"
+EXTRA_TRANSCRIPTS = source_dir() / "tests" / "transcripts" / "postfix-3.7-extra"
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +44,18 @@ def target(tmp_path_factory):
     srv.stop()
 
 
-def test_all_dialogues_match_postfix(target):
+def replay_and_check(target, directory, expected_total: int, what: str):
     host, ports, server = target
-    transcripts = smtp_replay.load_transcripts(TRANSCRIPTS)
+    transcripts = smtp_replay.load_transcripts(directory)
     total = sum(len(d) for d in transcripts.values())
-    assert total == 216, f"expected 3 x 72 captured dialogues, found {total}"
+    assert total == expected_total, f"expected {expected_total} {what} dialogues, found {total}"
     only = {x.strip() for x in os.environ.get("REPLAY_ONLY", "").split(",") if x.strip()} or None
     results = smtp_replay.replay_all(host, ports, transcripts,
                                      jobs=int(os.environ.get("REPLAY_JOBS", "16")), only=only)
     matched = [r for r in results if r.ok]
     per_listener = {l: (sum(1 for r in results if r.listener == l and r.ok),
                         sum(1 for r in results if r.listener == l)) for l in smtp_replay.LISTENERS}
-    summary = f"transcripts: {len(matched)}/{len(results)} dialogues matched Postfix 3.7 (" + \
+    summary = f"{what}: {len(matched)}/{len(results)} dialogues matched Postfix 3.7 (" + \
         ", ".join(f"{l} {a}/{b}" for l, (a, b) in per_listener.items()) + ")"
     print("\n" + summary)
     failures = [r.report() for r in results if not r.ok]
@@ -70,3 +73,12 @@ def test_all_dialogues_match_postfix(target):
 
     if failures:
         pytest.fail(report, pytrace=False)
+
+
+def test_all_dialogues_match_postfix(target):
+    replay_and_check(target, TRANSCRIPTS, 216, "transcripts")
+
+
+def test_extra_dialogues_match_postfix(target):
+    """The differential set: what relaybait's author implemented from memory, and scanner probes."""
+    replay_and_check(target, EXTRA_TRANSCRIPTS, 156, "extra transcripts")

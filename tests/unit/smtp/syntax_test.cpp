@@ -39,7 +39,8 @@ TEST(Address, ExtractsAndValidates) {
     EXPECT_EQ(ok("<a b@example.org>"), "BAD");
     EXPECT_EQ(ok("<bad address@@example.com>"), "BAD");
     EXPECT_EQ(ok("<victim@>"), "BAD");
-    EXPECT_EQ(ok("<a@b@c.d>"), "BAD");
+    EXPECT_EQ(ok("<a@b@c.d>"), "a@b@c.d");  // the last '@' separates the domain
+    EXPECT_EQ(ok("<a@b@[300.0.0.1]>"), "BAD");
     EXPECT_EQ(ok("<@mx1.example.net:victim@example.com>"), "victim@example.com");
     EXPECT_EQ(ok("<@a,@b:victim@example.com>"), "victim@example.com");
     EXPECT_EQ(ok("<victim%example.com@mx1.example.net>"), "victim%example.com@mx1.example.net");
@@ -87,6 +88,14 @@ TEST(Base64, RoundTripAndStrictness) {
     EXPECT_FALSE(base64_decode("Y==="));
     EXPECT_FALSE(base64_decode("YQ==YQ=="));
     EXPECT_FALSE(base64_decode("Y!Q="));
+    std::string out;
+    EXPECT_EQ(sasl_decode64("YWI=", out), sasl_base64::ok);
+    EXPECT_EQ(out, "ab");
+    EXPECT_EQ(sasl_decode64("!!!!", out), sasl_base64::bad_protocol);
+    EXPECT_EQ(sasl_decode64("dGVzdA", out), sasl_base64::incomplete);
+    EXPECT_EQ(sasl_decode64("=", out), sasl_base64::incomplete);
+    EXPECT_EQ(internalize("\"root\"@mx1.example.net"), "root@mx1.example.net");
+    EXPECT_EQ(internalize("\"a\\\"b\"@c"), "a\"b@c");
     for (const std::string& s : std::vector<std::string>{"x", "xy", "xyz", "hello world", std::string("\0\xff\x10", 3)})
         EXPECT_EQ(*base64_decode(base64_encode(s)), s);
 }

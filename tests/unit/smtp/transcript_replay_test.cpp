@@ -1,6 +1,6 @@
-// Replays every captured dialogue of the real Postfix 3.7.11 (tests/transcripts/postfix-3.7)
-// through the engine and compares replies byte for byte (queue ids and the CRAM-MD5 challenge
-// normalised).
+// Replays every captured dialogue of the real Postfix 3.7.11 (tests/transcripts/postfix-3.7, and
+// the differential "-extra" set recorded by tests/integration/capture_dialogues.py) through the
+// engine and compares replies byte for byte (queue ids and the CRAM-MD5 challenge normalised).
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -156,13 +156,13 @@ struct file_case {
     listener_kind kind;
 };
 
-void replay_all(bool bytewise) {
+void replay_all(const char* set, int expected_total, bool bytewise) {
     const file_case files[] = {{"smtp-2525.json", listener_kind::smtp},
                                {"smtps-2465.json", listener_kind::smtps},
                                {"submission-2587.json", listener_kind::submission}};
     int total = 0, passed = 0;
     for (const auto& fc : files) {
-        std::string path = std::string(RELAYBAIT_TRANSCRIPTS_DIR) + "/postfix-3.7/" + fc.file;
+        std::string path = std::string(RELAYBAIT_TRANSCRIPTS_DIR) + "/" + set + "/" + fc.file;
         std::ifstream in(path, std::ios::binary);
         ASSERT_TRUE(in) << path;
         std::stringstream ss;
@@ -174,16 +174,21 @@ void replay_all(bool bytewise) {
             if (r.passed)
                 ++passed;
             else
-                ADD_FAILURE() << fc.file << " " << std::string(name) << ": " << r.failure;
+                ADD_FAILURE() << set << "/" << fc.file << " " << std::string(name) << ": " << r.failure;
         }
     }
-    std::cout << "[ replay ] " << (bytewise ? "(byte by byte) " : "") << passed << " / " << total << " dialogues byte-identical\n";
-    EXPECT_EQ(total, 216);
+    std::cout << "[ replay ] " << set << " " << (bytewise ? "(byte by byte) " : "") << passed << " / " << total
+              << " dialogues byte-identical\n";
+    EXPECT_EQ(total, expected_total);
     EXPECT_EQ(passed, total);
 }
 
-TEST(TranscriptReplay, AllDialoguesMatchPostfix) { replay_all(false); }
-TEST(TranscriptReplay, AllDialoguesMatchPostfixFedByteByByte) { replay_all(true); }
+// The 3 x 72 dialogues captured with the persona.
+TEST(TranscriptReplay, AllDialoguesMatchPostfix) { replay_all("postfix-3.7", 216, false); }
+TEST(TranscriptReplay, AllDialoguesMatchPostfixFedByteByByte) { replay_all("postfix-3.7", 216, true); }
+// The 3 x 52 differential dialogues (scanner probes, address forms, AUTH/MAIL/BDAT edge cases).
+TEST(TranscriptReplay, ExtraDialoguesMatchPostfix) { replay_all("postfix-3.7-extra", 156, false); }
+TEST(TranscriptReplay, ExtraDialoguesMatchPostfixFedByteByByte) { replay_all("postfix-3.7-extra", 156, true); }
 
 }  // namespace
 }  // namespace relaybait::smtp
