@@ -13,3 +13,12 @@ if(RELAYBAIT_SANITIZE)
   target_compile_options(relaybait_warnings INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   target_link_options(relaybait_warnings INTERFACE -fsanitize=address,undefined)
 endif()
+
+# Coverage-guided fuzzing (clang only): every library is instrumented, the fuzz targets link libFuzzer.
+if(RELAYBAIT_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "RELAYBAIT_FUZZ needs clang++ (use the 'fuzz' preset)")
+  endif()
+  target_compile_options(relaybait_warnings INTERFACE -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  target_link_options(relaybait_warnings INTERFACE -fsanitize=address,undefined)
+endif()

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <list>
 
 #include "net/app_context.hpp"
@@ -58,6 +59,8 @@ std::list<bound_listener> open_listeners(asio::io_context& io, const config::set
 }  // namespace
 
 int serve(const config::settings& settings, const serve_options& options) {
+    // A peer that vanishes mid-write is an error code on that session, never a process signal.
+    std::signal(SIGPIPE, SIG_IGN);
     std::filesystem::create_directories(settings.data_dir);
     asio::io_context io(1);
     auto tls = make_server_tls_context(settings);

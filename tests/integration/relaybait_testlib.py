@@ -72,8 +72,16 @@ def _port_free(port: int) -> bool:
 def pick_port_offset(rng: random.Random | None = None) -> int:
     """An offset whose three ports (25, 465, 587 + offset) are all free right now."""
     rng = rng or random.Random(os.getpid() ^ time.monotonic_ns())
+    # Stay below the kernel's ephemeral range: a port in it can be taken at any moment by an
+    # outgoing connection of another test, e.g. between a kill -9 and the restart.
+    lowest_ephemeral = 32768
+    try:
+        lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    top = max(2000, lowest_ephemeral - max(BASE_PORTS.values()) - 1)
     for _ in range(200):
-        offset = rng.randrange(20000, 60000)
+        offset = rng.randrange(1100, top)
         ports = [p + offset for p in BASE_PORTS.values()]
         if all(_port_free(p) for p in ports):
             return offset
