@@ -32,7 +32,7 @@ packages=(
   libcli11-dev
   libgtest-dev libgmock-dev googletest
   libc-ares-dev
-  libgmime-3.0-dev
+  libgmime-3.0-dev libre2-dev
   libmaxminddb-dev
   libpq-dev
   libsodium-dev
