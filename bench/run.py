@@ -15,7 +15,7 @@ What it does (see README "Benchmark" and bench/RESULTS.md):
   4. latency of the final 250 after DATA (p50/p99) measured by a probe client while
      smtp-source -s 50 runs;
   5. relaybait idle RSS and RSS per idle session at 5,000 and 10,000 held sessions
-     (/work/shared/bench/idle_conns.py), smtp-sink and aiosmtpd at 5,000 for reference;
+     (/work/shared/bench/idle_conns.py), smtp-sink at 5,000 for reference (it stops at 256);
   6. one 50 MB message: relaybait's peak RSS (VmHWM) before/after;
   7. prints a table of medians and the relaybait/peer ratios, and writes them (with the date,
      machine and exact commands) to --results.
@@ -50,12 +50,15 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 PY = "/usr/bin/python3"
 
-PORT_RB = 42525      # relaybait smtp listener = 25 + offset
-PORT_OFFSET = 42500
-PORT_AIO = 42526
-PORT_SINK = 42527
-PORT_AIO_TLS = 42528
+# Below the ephemeral port range (32768-60999): with ~10^5 client connections per run, a port
+# inside it is sooner or later held by some client socket and the next server cannot bind.
+PORT_RB = 22525      # relaybait smtp listener = 25 + offset
+PORT_OFFSET = 22500
+PORT_AIO = 22526
+PORT_SINK = 22527
+PORT_AIO_TLS = 22528
 
+NOTES_MARKER = "<!-- hand-written notes below: kept when bench/run.py rewrites the tables above -->"
 COMMANDS = []  # every external command run, for RESULTS.md
 
 
@@ -91,6 +94,18 @@ def wait_port(port, timeout=30.0, banner=True):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"port {port} not ready")
+
+
+_runs = [0]
+
+
+def fresh_dir(work, stem):
+    """A new directory name per server start. Nothing is deleted until the whole run is over:
+    on ext4 a file created soon after many deletions pays for skipping the recently freed
+    inodes (find_inode_bit -> recently_deleted, up to 5 min after the delete), which cut
+    relaybait's rate by 3x in a trial run where the previous run's data had just been removed."""
+    _runs[0] += 1
+    return os.path.join(work, "runs", f"{stem}.{_runs[0]}")
 
 
 def count_files(d):
@@ -159,9 +174,8 @@ class Relaybait(Server):
         self.data = os.path.join(work, "rb-data")
         self.config = os.path.join(work, "relaybait-bench.toml")
 
-    def start(self, fresh=True):
-        if fresh:
-            shutil.rmtree(self.data, ignore_errors=True)
+    def start(self):
+        self.data = fresh_dir(self.work, "rb-data")
         with open(self.config, "w") as f:
             f.write(RB_CONFIG)
         cmd = [self.binary, "serve", "--config", self.config, "--data-dir", self.data,
@@ -186,17 +200,18 @@ class Aiosmtpd(Server):
             self.port = PORT_AIO_TLS
 
     def start(self):
-        shutil.rmtree(self.maildir, ignore_errors=True)
+        self.maildir = fresh_dir(self.work, "aio-Maildir")
         if self.tls_cert:
             cmd = [PY, os.path.abspath(__file__), "serve-aiosmtpd-tls", str(self.port), "--maildir", self.maildir,
                    "--cert", self.tls_cert[0], "--key", self.tls_cert[1]]
         else:
             cmd = [PY, AIOSMTPD, str(self.port), "--store", "maildir", "--maildir", self.maildir]
         COMMANDS.append(" ".join(cmd))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        errlog = os.path.join(self.work, "aiosmtpd.log")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(errlog, "a"), text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("READY"):
-            raise RuntimeError("aiosmtpd did not start: " + line)
+            raise RuntimeError(f"aiosmtpd did not start (see {errlog}): " + line)
         wait_port(self.port)
 
     def stored(self):
@@ -309,6 +324,9 @@ class LatencyProbe(threading.Thread):
         while not self.stop_flag.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+                    # Without TCP_NODELAY the final ".\r\n", written right after the body, waits
+                    # for the ACK of the body (Nagle) and the server delays that ACK by up to 40 ms.
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     f = s.makefile("rb")
 
                     def reply():
@@ -461,6 +479,8 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers and probes
     os.makedirs(a.work, exist_ok=True)
+    shutil.rmtree(os.path.join(a.work, "runs"), ignore_errors=True)
+    time.sleep(0 if a.quick else 0)
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine_info(a.work)
     log("machine:", info)
@@ -490,78 +510,107 @@ def main():
         return rate
 
     if "throughput" in phases:
-        configs = [("s50", 50, False), ("s50 -d", 50, True), ("s200", 200, False)]
-        for rep in range(a.reps):
-            for key, sessions, reuse in configs:
-                servers = [rb, aio, sink] if sessions == 50 else [rb]
-                if rep % 2:
-                    servers = servers[::-1]
-                for srv in servers:
-                    res["throughput"].setdefault((key, srv.name), []).append(measure(srv, sessions, reuse, a.messages))
+        try:
+            configs = [("s50", 50, False), ("s50 -d", 50, True), ("s200", 200, False)]
+            for rep in range(a.reps):
+                for key, sessions, reuse in configs:
+                    servers = [rb, aio, sink] if sessions == 50 else [rb]
+                    if rep % 2:
+                        servers = servers[::-1]
+                    for srv in servers:
+                        res["throughput"].setdefault((key, srv.name), []).append(measure(srv, sessions, reuse, a.messages))
+        except Exception as e:  # noqa: BLE001 - keep the other phases' results
+            log("phase throughput failed:", repr(e))
+            res["lost"].append("phase throughput failed: " + repr(e)[:200])
 
     if "tls" in phases:
-        # relaybait's generated certificate is used by both servers
-        rb.start()
-        cert = (os.path.join(rb.data, "tls", "cert.pem"), os.path.join(rb.data, "tls", "key.pem"))
-        rb.stop()
-        tls_copy = (os.path.join(a.work, "cert.pem"), os.path.join(a.work, "key.pem"))
-        shutil.copy(cert[0], tls_copy[0]), shutil.copy(cert[1], tls_copy[1])
-        aio_tls = Aiosmtpd(a.work, tls_cert=tls_copy)
-        for rep in range(a.reps):
-            for srv in ([rb, aio_tls] if rep % 2 == 0 else [aio_tls, rb]):
-                srv.start()
-                try:
-                    rate = tls_load(srv.port, 50, a.tls_messages, a.size)
-                    stored = srv.stored()
-                finally:
-                    srv.stop()
-                log(f"  {srv.name:18} STARTTLS -s 50 {rate:8.0f} msg/s, stored {stored}")
-                res["tls"].setdefault(srv.name, []).append(rate)
+        try:
+            # relaybait's generated certificate is used by both servers
+            rb.start()
+            cert = (os.path.join(rb.data, "tls", "cert.pem"), os.path.join(rb.data, "tls", "key.pem"))
+            rb.stop()
+            tls_copy = (os.path.join(a.work, "cert.pem"), os.path.join(a.work, "key.pem"))
+            shutil.copy(cert[0], tls_copy[0]), shutil.copy(cert[1], tls_copy[1])
+            aio_tls = Aiosmtpd(a.work, tls_cert=tls_copy)
+            for rep in range(a.reps):
+                for srv in ([rb, aio_tls] if rep % 2 == 0 else [aio_tls, rb]):
+                    srv.start()
+                    try:
+                        rate = tls_load(srv.port, 50, a.tls_messages, a.size)
+                        stored = srv.stored()
+                    finally:
+                        srv.stop()
+                    log(f"  {srv.name:18} STARTTLS -s 50 {rate:8.0f} msg/s, stored {stored}")
+                    res["tls"].setdefault(srv.name, []).append(rate)
+        except Exception as e:  # noqa: BLE001 - keep the other phases' results
+            log("phase tls failed:", repr(e))
+            res["lost"].append("phase tls failed: " + repr(e)[:200])
 
     if "latency" in phases:
-        for srv in (rb, aio, sink):
-            srv.start()
-            try:
-                probe = LatencyProbe(srv.port, a.size)
-                probe.start()
-                rate, _, _ = smtp_source(srv.port, 50, a.messages, a.size, False)
-                probe.stop_flag.set()
-                probe.join(35)
-            finally:
-                srv.stop()
-            s = probe.samples
-            res["latency"][srv.name] = {"n": len(s), "p50": pct(s, 50), "p99": pct(s, 99), "max": max(s or [0]),
-                                        "errors": probe.errors, "rate": rate}
-            log(f"  latency {srv.name}: {res['latency'][srv.name]}")
-
-    if "idle" in phases:
-        for srv, sizes in ((rb, (5000, 10000)), (sink, (5000,)), (aio, (5000,))):
-            for n in sizes:
+        try:
+            for srv in (rb, aio, sink):
                 srv.start()
                 try:
-                    time.sleep(1)
-                    idle_rss = rss_kb(srv.pid)
-                    r = idle_probe(srv, n, f"{srv.name} {n}")
+                    probe = LatencyProbe(srv.port, a.size)
+                    probe.start()
+                    rate, _, _ = smtp_source(srv.port, 50, a.messages, a.size, False)
+                    probe.stop_flag.set()
+                    probe.join(35)
                 finally:
                     srv.stop()
-                res["idle"][(srv.name, n)] = {"idle_rss_kB": idle_rss, **(r or {})}
-                log(f"  idle {srv.name} {n}: idle {idle_rss} kB, {r}")
+                s = probe.samples
+                res["latency"][srv.name] = {"n": len(s), "p50": pct(s, 50), "p99": pct(s, 99), "max": max(s or [0]),
+                                            "errors": probe.errors, "rate": rate}
+                log(f"  latency {srv.name}: {res['latency'][srv.name]}")
+        except Exception as e:  # noqa: BLE001 - keep the other phases' results
+            log("phase latency failed:", repr(e))
+            res["lost"].append("phase latency failed: " + repr(e)[:200])
+
+    if "idle" in phases:
+        try:
+            for srv, sizes in ((rb, (5000, 10000)), (sink, (5000,))):
+                for n in sizes:
+                    srv.start()
+                    try:
+                        time.sleep(1)
+                        idle_rss = rss_kb(srv.pid)
+                        idle_anon = rss_kb(srv.pid, "RssAnon")
+                        r = idle_probe(srv, n, f"{srv.name} {n}")
+                        anon_after = rss_kb(srv.pid, "RssAnon")
+                    finally:
+                        srv.stop()
+                    res["idle"][(srv.name, n)] = {"idle_rss_kB": idle_rss, "idle_anon_kB": idle_anon,
+                                                  "anon_after_kB": anon_after, **(r or {})}
+                    log(f"  idle {srv.name} {n}: idle {idle_rss} kB, {r}")
+        except Exception as e:  # noqa: BLE001 - keep the other phases' results
+            log("phase idle failed:", repr(e))
+            res["lost"].append("phase idle failed: " + repr(e)[:200])
 
     if "big" in phases:
-        rb.start()
         try:
-            time.sleep(0.5)
-            res["big"] = big_message(rb, 50)
-        finally:
-            rb.stop()
-        log("  50 MB:", res["big"])
+            rb.start()
+            try:
+                time.sleep(0.5)
+                res["big"] = big_message(rb, 50)
+            finally:
+                rb.stop()
+            log("  50 MB:", res["big"])
+        except Exception as e:  # noqa: BLE001 - keep the other phases' results
+            log("phase big failed:", repr(e))
+            res["lost"].append("phase big failed: " + repr(e)[:200])
 
     info["load_after"] = os.getloadavg()
+    shutil.rmtree(os.path.join(a.work, "runs"), ignore_errors=True)
     text = report(a, info, started, res)
     print(text)
     if a.results:
+        notes = ""
+        if os.path.exists(a.results):
+            old = open(a.results).read()
+            if NOTES_MARKER in old:
+                notes = old[old.index(NOTES_MARKER):]
         with open(a.results, "w") as f:
-            f.write(text)
+            f.write(text + "\n" + (notes or NOTES_MARKER + "\n"))
         log("written", a.results)
     return 0
 
@@ -595,7 +644,7 @@ def report(a, info, started, res):
         L.append("")
         L.append("All runs: " + "; ".join(f"{k[1]} {k[0]}: " + ", ".join(f"{x:.0f}" for x in v) for k, v in t.items()) + "\n")
     if res["lost"]:
-        L.append("**Messages missing on disk:** " + "; ".join(res["lost"]) + "\n")
+        L.append("**Problems (messages missing on disk, failed phases):** " + "; ".join(res["lost"]) + "\n")
     elif t:
         L.append("Every run: the number of files in the Maildir `new/` equals the messages sent (relaybait, aiosmtpd).\n")
     if res["tls"]:
@@ -611,11 +660,12 @@ def report(a, info, started, res):
         L.append("")
     if res["idle"]:
         L.append("## Idle sessions (`idle_conns.py`: connect, EHLO, hold; RSS from /proc)\n")
-        L.append("| server | sessions | established | alive after hold | idle RSS kB | RSS after kB | kB per session |")
+        L.append("| server | sessions | established | alive after hold | idle RSS kB (anon) | RSS held kB (anon) | kB per session |")
         L.append("|---|---:|---:|---:|---:|---:|---:|")
         for (name, n), v in res["idle"].items():
-            L.append(f"| {name} | {n} | {v.get('established')} | {v.get('alive_after_hold')} | {v['idle_rss_kB']} | "
-                     f"{v.get('rss_after_hold_kB')} | {v.get('kB_per_conn')} |")
+            L.append(f"| {name} | {n} | {v.get('established')} | {v.get('alive_after_hold')} | {v['idle_rss_kB']} "
+                     f"({v['idle_anon_kB']}) | {v.get('rss_after_hold_kB')} ({v['anon_after_kB']}) | {v.get('kB_per_conn')} |")
+        L.append("\nRSS = VmRSS; anon = RssAnon (heap, stacks), the rest is file-backed (binary and shared libraries).")
         L.append("")
     if res["big"]:
         b = res["big"]

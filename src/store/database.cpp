@@ -193,6 +193,14 @@ std::vector<transcript_line> transcript_from_json(std::string_view text) {
 class statement {
 public:
     statement(sqlite3_stmt* s, const std::string& file) : stmt_(s), file_(&file) {}
+    // Reset when it goes out of scope: a statement left on a row keeps its read transaction
+    // (and its WAL snapshot) open, which stops every checkpoint and lets the WAL grow forever.
+    ~statement() {
+        if (stmt_) sqlite3_reset(stmt_);
+    }
+    statement(const statement&) = delete;
+    statement& operator=(const statement&) = delete;
+    statement(statement&& other) noexcept : stmt_(other.stmt_), file_(other.file_) { other.stmt_ = nullptr; }
     sqlite3_stmt* get() const { return stmt_; }
 
     statement& bind(int i, std::string_view v) {

@@ -29,6 +29,9 @@ namespace relaybait::store {
 namespace fs = std::filesystem;
 
 namespace {
+// Bytes a message may queue in memory before a writer starts on its file (see append()).
+constexpr std::uint64_t write_behind_bytes = 64 * 1024;
+
 std::string errno_text(const char* what, const fs::path& p) {
     return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
 }
@@ -287,10 +290,12 @@ struct ingest::impl {
         for (;;) {
             std::deque<std::string> chunk;
             pending_message::state action = pending_message::state::open;
+            bool dropping = false;
             {
                 std::lock_guard lock(m.mutex);
                 if (!m.queue.empty()) {
                     chunk.swap(m.queue);
+                    dropping = m.st == pending_message::state::aborted;
                 } else {
                     m.scheduled = false;
                     if (m.handed_off || m.st == pending_message::state::open) return;
@@ -300,7 +305,7 @@ struct ingest::impl {
             }
             if (!chunk.empty()) {
                 for (const auto& bytes : chunk) {
-                    if (m.error.empty()) write_chunk(m, bytes);
+                    if (m.error.empty() && !dropping) write_chunk(m, bytes);
                     m.unwritten -= bytes.size();
                 }
                 continue;
@@ -564,7 +569,9 @@ void ingest::append(const std::shared_ptr<pending_message>& m, std::string bytes
         if (m->st != pending_message::state::open) return;
         m->unwritten += bytes.size();
         m->queue.push_back(std::move(bytes));
-        if (!m->scheduled) schedule = m->scheduled = true;
+        // Write-behind: a small message is written in one go at commit (one writer wake-up per
+        // message instead of one per read); a large one streams once this much is queued.
+        if (!m->scheduled && m->unwritten >= write_behind_bytes) schedule = m->scheduled = true;
     }
     if (schedule) impl_->schedule(m);
 }
