@@ -85,6 +85,15 @@ TEST_F(trace_headers_fixture, attacker_bytes_cannot_inject_header_lines) {
     }
 }
 
+TEST_F(trace_headers_fixture, strip_gives_back_the_message_as_received) {
+    const std::string original = "Received: from elsewhere\r\nSubject: hi\r\n\r\nbody\r\n";
+    for (auto tls : {std::optional<smtp::tls_facts>{}, std::optional<smtp::tls_facts>{{"TLSv1.3", "TLS_AES_256_GCM_SHA384"}}}) {
+        EXPECT_EQ(strip_trace_headers(headers(tls) + original), original);
+    }
+    EXPECT_EQ(strip_trace_headers(original), original);  // no trace block: unchanged
+    EXPECT_EQ(strip_trace_headers("Received: from x\r\nX-Relaybait-Session: 1"), "Received: from x\r\nX-Relaybait-Session: 1");
+}
+
 TEST(rfc5322_date, postfix_format) {
     const auto at = std::chrono::system_clock::time_point(std::chrono::seconds(1'704'067'200));  // 2024-01-01
     EXPECT_EQ(rfc5322_date(at), "Mon, 01 Jan 2024 00:00:00 +0000 (UTC)");
