@@ -374,6 +374,9 @@ private:
                 case kind::protocol_error:
                     ++record_.errors;
                     break;
+                case kind::policy:
+                    emit("policy.verdict", {{"stage", seen.text}});
+                    break;
                 case kind::message_begin:
                 case kind::tls_requested:
                     break;

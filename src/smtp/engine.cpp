@@ -8,6 +8,7 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <utility>
 
 #include "smtp/persona.hpp"
 #include "smtp/syntax.hpp"
@@ -21,6 +22,16 @@ std::string_view to_string(listener_kind kind) {
     case listener_kind::submission: return "submission";
     }
     return "smtp";
+}
+
+std::string_view to_string(stage at) {
+    switch (at) {
+    case stage::ehlo: return "ehlo";
+    case stage::auth: return "auth";
+    case stage::mail: return "mail";
+    case stage::rcpt: return "rcpt";
+    }
+    return "ehlo";
 }
 
 namespace {
@@ -90,6 +101,8 @@ struct engine::state {
     bool smtputf8 = false;
     bool sink_open = false;
 
+    std::chrono::milliseconds tarpit{0};  // the policy's delay for the next reply
+
     // DATA
     bool bol = true;
     bool dot_line = false;
@@ -122,8 +135,8 @@ struct engine::state {
 
     // ---- output helpers ----
     void reply(output& out, std::string text) {
-        std::chrono::milliseconds delay{0};
-        if (error_count >= bounds().soft_error_limit) delay = bounds().error_sleep;
+        std::chrono::milliseconds delay = std::exchange(tarpit, std::chrono::milliseconds{0});
+        if (error_count >= bounds().soft_error_limit) delay += bounds().error_sleep;
         text += "\r\n";
         out.replies.push_back(reply_type{std::move(text), delay});
     }
@@ -175,6 +188,23 @@ struct engine::state {
         overshoot = 0;
     }
     bool auth_enabled() const { return !(profile.auth_requires_tls && !tls_active); }
+
+    // Asks the policy layer; returns the verdict to end the command with when it refuses it.
+    std::optional<verdict> consult(stage at, std::string_view argument, output& out) {
+        if (config->policy == nullptr) return std::nullopt;
+        stage_verdict decision = config->policy->decide(at, facts, envl, envl.auth, argument);
+        tarpit = decision.delay;
+        if (decision.what == stage_verdict::kind::proceed) return std::nullopt;
+        const bool refusal = !decision.reply.empty() && (decision.reply[0] == '4' || decision.reply[0] == '5');
+        if (decision.what == stage_verdict::kind::reply && !refusal) return std::nullopt;  // 2xx/3xx: carry on
+        if (!decision.reply.empty()) reply(out, std::move(decision.reply));
+        observe(out, observation::kind::policy, std::string(to_string(at)));
+        if (decision.what == stage_verdict::kind::disconnect) {
+            close(out);
+            return verdict::ok;
+        }
+        return verdict::error;
+    }
 
     // ---- input ----
     void feed(std::string_view in, output& out) {
@@ -307,6 +337,7 @@ struct engine::state {
             reply(out, extended ? p->ehlo_syntax : p->helo_syntax);
             return verdict::error;
         }
+        if (auto refused = consult(stage::ehlo, join_words(args, 1, args.size()), out)) return *refused;
         mail_reset();
         envl.helo_name = join_words(args, 1, args.size());
         envl.helo_verb = extended ? "EHLO" : "HELO";
@@ -402,6 +433,7 @@ struct engine::state {
             reply(out, p->size_exceeded);
             return verdict::error;
         }
+        if (auto refused = consult(stage::mail, addr.address, out)) return *refused;
         in_mail = true;
         smtputf8 = utf8;
         envl.mail_from = addr.address;
@@ -521,6 +553,7 @@ struct engine::state {
             reply(out, *err);
             return verdict::error;
         }
+        if (auto refused = consult(stage::rcpt, addr.address, out)) return *refused;
         envl.recipients.push_back({addr.address, join_words(args, 3, args.size())});
         observe(out, observation::kind::rcpt_to, addr.address);
         reply(out, p->rcpt_ok);
@@ -923,6 +956,19 @@ struct engine::state {
 
     verdict auth_finish(output& out) {
         if (!policy_accepts()) return auth_fail(out, p->auth_failed);
+        if (config->policy != nullptr) {
+            std::optional<credential> attempt = pending;
+            attempt->accepted = true;
+            stage_verdict decision = config->policy->decide(stage::auth, facts, envl, attempt, pending.username);
+            tarpit = decision.delay;
+            const bool refusal = !decision.reply.empty() && (decision.reply[0] == '4' || decision.reply[0] == '5');
+            if (decision.what == stage_verdict::kind::disconnect || (decision.what == stage_verdict::kind::reply && refusal)) {
+                const verdict v = auth_fail(out, decision.reply.empty() ? p->auth_failed : decision.reply);
+                observe(out, observation::kind::policy, "auth");
+                if (decision.what == stage_verdict::kind::disconnect) close(out);
+                return v;
+            }
+        }
         pending.accepted = true;
         creds.push_back(pending);
         observe(out, observation::kind::auth, pending.mechanism + " " + pending.username);

@@ -104,6 +104,7 @@ struct observation {
         tls_requested,  // STARTTLS accepted
         limit_hit,      // text names the limit
         protocol_error, // text = the reply that was sent
+        policy,         // the stage policy refused or ended the command; text = the stage
     };
     kind what;
     std::string text;
@@ -144,6 +145,29 @@ public:
     virtual std::uint64_t random() = 0;
 };
 
+// The policy layer (the rule engine) decides at the SMTP stages, like Haraka's hooks: carry on,
+// answer with a reply of its choosing (a 4xx/5xx refuses the command and leaves the state as it
+// was), or answer and disconnect; any verdict may also slow the reply down (tarpit). It is
+// called synchronously from feed(), so it must be pure and bounded (rule evaluation is).
+// The connect stage is the network layer's: it decides before the banner is written.
+enum class stage { ehlo, auth, mail, rcpt };
+std::string_view to_string(stage at);
+
+struct stage_verdict {
+    enum class kind { proceed, reply, disconnect };
+    kind what = kind::proceed;
+    std::string reply;                   // "550 5.7.1 Rejected" (no CRLF); for reply and disconnect
+    std::chrono::milliseconds delay{0};  // tarpit before this command's reply
+};
+
+class stage_policy {
+public:
+    virtual ~stage_policy() = default;
+    // `argument`: the HELO name, the AUTH user, the MAIL FROM or the RCPT TO address.
+    virtual stage_verdict decide(stage at, const connection_facts& facts, const envelope& env,
+                                 const std::optional<credential>& auth, std::string_view argument) = 0;
+};
+
 class persona;  // reply texts and behaviour of the imitated MTA (smtp/persona.hpp)
 
 struct engine_config {
@@ -152,6 +176,7 @@ struct engine_config {
     auth_policy auth;
     // Recipients accepted at the local domains (hostname, localhost); others there are "User unknown".
     std::vector<std::string> local_users;
+    stage_policy* policy = nullptr;  // none: every stage proceeds
 };
 
 class engine {

@@ -15,11 +15,14 @@
 //     lazily, writes trace headers then the bytes, feeding SHA-256 and size (message bytes
 //     only) and keeping the first 64 KB for header parsing.
 //  2. at commit, on that writer thread: headers parsed, fdatasync(file) (sync::per_file).
-//  3. group committer thread, per batch (up to max_batch ready commits): [syncfs once when
-//     sync::syncfs], rename tmp/<name> -> new/<name>,S=<size>, one fsync per touched new/,
-//     then ONE SQLite transaction (synchronous=FULL) with the pending session rows, the
-//     credential rows and every message row (+ recipients; one SAVEPOINT per message so one
-//     bad row fails only its message); COMMIT; then each done(ok=true).
+//  3. group commit in two overlapping stages, per batch (up to max_batch ready commits):
+//     a) rename tmp/<name> -> new/<name>,S=<size>, then ONE flush for the whole batch (syncfs
+//        by default, or fdatasync per file + fsync of each touched new/ with sync::per_file);
+//     b) ONE SQLite transaction (synchronous=FULL) with the pending session rows, the
+//        credential rows and every message row (+ recipients; one SAVEPOINT per message so one
+//        bad row fails only its message); COMMIT; then each done(ok=true).
+//     Stage a) of batch N+1 runs while stage b) of batch N commits; a 250 waits for both.
+//     WAL checkpoints run on a background connection, not on the commit path.
 //     A failure of a message removes its file (tmp/ or new/) and calls done(ok=false, error).
 //
 // Crash safety (kill -9 or power loss at any point): a message is acknowledged (done ok ->

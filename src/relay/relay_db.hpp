@@ -1,0 +1,137 @@
+#pragma once
+// The relay's own tables in the shared DATA/relaybait.db (SQLite, WAL, synchronous=FULL).
+// They are created by the relay module's own numbered migrations (relay_schema_migrations),
+// applied in one BEGIN IMMEDIATE transaction at open, so two processes opening at once never
+// both migrate, and the store's schema (schema_migrations) is never touched.
+//
+//   relay_counters  (day, scope, key, count)       the caps; day = UTC date "YYYY-MM-DD";
+//                                                  scope daily|sender|client_ip|recipient|domain
+//   relay_digests   (sha256 PK, message_id, at)    "an identical message is relayed at most once"
+//   relay_state     (key PK, value)                paused=0|1 (the CLI's `relay pause`), the
+//                                                  current .Logs file per day
+//   relay_decisions (one row per check: allowed or refused with the cap's name)
+//   relay_queue     (one row per (message, recipient) allowed: durable, survives restarts;
+//                    state queued|sending|deferred|delivered|failed, attempts, next_attempt_at,
+//                    lease_until so that several processes on one DB never send one row twice)
+//   relay_attempts  (one row per SMTP connection: MX host, IP, port, TLS, reply, transcript)
+//
+// One instance = one SQLite connection, serialised by a mutex; open one per thread or
+// process when parallelism matters (the caps hold across connections: see safety.hpp).
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace relaybait::relay {
+
+using sys_time = std::chrono::system_clock::time_point;
+
+// "YYYY-MM-DD" of `at` in UTC: the day the caps count in.
+std::string utc_day(sys_time at);
+std::int64_t unix_seconds(sys_time at);
+
+struct queue_row {
+    std::int64_t id = 0;
+    std::int64_t decision_id = 0;
+    std::string message_id;
+    std::string file;       // the stored Maildir file (path as submitted)
+    std::string sha256;
+    std::string mail_from;
+    std::string recipient;  // the one recipient this row delivers to
+    std::string recipients_json;  // every recipient of the request (JSON array)
+    std::string client_ip;
+    std::uint64_t size = 0;
+    bool manual = false;
+    std::string state;  // queued, sending, deferred, delivered, failed
+    unsigned attempts = 0;
+    std::int64_t next_attempt_at = 0;  // unix seconds
+    std::int64_t lease_until = 0;
+    std::string created_at, updated_at;
+    std::string last_result;
+    std::string relayed_path;  // the copy in .Probes, once final
+};
+
+struct attempt_row {
+    std::int64_t id = 0;
+    std::int64_t queue_id = 0;
+    std::string message_id;
+    std::string recipient;     // the original recipient
+    std::string delivered_to;  // the RCPT TO actually used (test mode: the operator's address)
+    std::string mx_host;
+    std::string ip;
+    std::uint16_t port = 0;
+    std::string tls_version, tls_cipher;
+    bool tls_verified = false;
+    std::string tls_verify_result;
+    int reply_code = 0;
+    std::string reply_text;
+    std::string transcript_json;  // [{"at":..,"dir":"C|S|I","text":..}]
+    std::string started_at, ended_at;
+    std::string outcome;  // delivered, temporary, permanent
+    bool test_mode = false;
+};
+
+struct decision_row {
+    std::int64_t id = 0;
+    std::string at, day, message_id, sha256, mail_from, recipients_json, client_ip;
+    std::uint64_t size = 0;
+    bool manual = false;
+    bool allowed = false;
+    std::string cap;  // empty when allowed
+};
+
+class relay_db {
+public:
+    // Opens (creating when needed) the database file and applies the relay migrations.
+    // Throws std::runtime_error naming the file and SQLite's message.
+    explicit relay_db(const std::filesystem::path& file);
+    ~relay_db();
+    relay_db(const relay_db&) = delete;
+    relay_db& operator=(const relay_db&) = delete;
+
+    static int latest_schema_version();
+    int schema_version();
+    const std::filesystem::path& file() const { return file_; }
+
+    // relay_state
+    bool paused();
+    void set_paused(bool paused);
+    std::optional<std::string> state(const std::string& key);
+    void set_state(const std::string& key, const std::string& value);
+
+    // Counters (read only; increments happen inside safety::check_and_reserve).
+    std::uint64_t counter(const std::string& day, const std::string& scope, const std::string& key);
+
+    // Queue. claim_due: rows whose time has come (queued/deferred with next_attempt_at <= now,
+    // or sending with an expired lease: the process that claimed it died) become `sending`
+    // with lease_until = now + lease, atomically, and are returned. At most `limit` rows.
+    std::vector<queue_row> claim_due(sys_time now, std::chrono::seconds lease, std::size_t limit = 64);
+    void finish(std::int64_t queue_id, const std::string& state, unsigned attempts,
+                std::int64_t next_attempt_at, const std::string& last_result,
+                const std::string& relayed_path, sys_time now);
+    std::optional<queue_row> find_queue_row(std::int64_t id);
+    std::vector<queue_row> list_queue(std::size_t limit = 1000);
+    std::optional<std::int64_t> next_due_time();  // earliest next_attempt_at of waiting rows
+
+    std::int64_t insert_attempt(const attempt_row& attempt);
+    std::vector<attempt_row> list_attempts(std::optional<std::int64_t> queue_id = {}, std::size_t limit = 1000);
+    std::vector<decision_row> list_decisions(std::size_t limit = 1000);
+    std::vector<decision_row> decisions_of_day(const std::string& day, std::size_t limit = 10'000);
+
+    // Low level, for safety.cpp: the connection and the lock that serialises it.
+    sqlite3* handle() { return db_; }
+    std::mutex& mutex() { return mutex_; }
+
+private:
+    std::filesystem::path file_;
+    sqlite3* db_ = nullptr;
+    std::mutex mutex_;
+};
+
+}  // namespace relaybait::relay

@@ -1,0 +1,107 @@
+#pragma once
+// THE relay safety layer. Every delivery passes through check_and_reserve(); nothing else in
+// relaybait can put a row into relay_queue, and relay_service only ever sends queue rows.
+// Rules and operators can only *ask* for a relay; no rule, flag or manual command lifts a cap.
+//
+// check_and_reserve() runs in ONE SQLite `BEGIN IMMEDIATE` transaction on the shared
+// DATA/relaybait.db: the write lock is taken before the counters are read, so concurrent
+// sessions, a CLI `relaybait relay ID` and several sensors on one database are serialised
+// and can never exceed a cap. Counters are incremented only when the whole request is
+// allowed (all-or-nothing), together with the identical-message digest, the queue rows and
+// the decision row, in the same COMMIT (synchronous=FULL: a reservation survives a crash,
+// so a restart cannot reset the count). Refusals are recorded in relay_decisions too.
+//
+// Unit of counting: one relayed copy = one (message, recipient) pair. A message to 3
+// recipients uses 3 of the daily budget. Days are UTC dates. A reservation is never given
+// back, even if the delivery later fails: the caps bound what the honeypot *tries* to send.
+//
+// Caps, checked in this order (the first that refuses is named in the decision):
+//   disabled        relay.enabled = false in the config (kill switch)
+//   paused          `relaybait relay pause` (relay_state.paused, read inside the transaction)
+//   no_recipients / bad_recipient   nothing deliverable (no '@' or empty domain)
+//   size            message bigger than max_size
+//   recipients      more distinct recipients than max_recipients
+//   identical       a message with the same sha256 was already reserved (ever)
+//   daily           copies today + this request > daily
+//   per_sender      per MAIL FROM address (lower-cased; "<>" for the null sender)
+//   per_client_ip   per client IP
+//   per_recipient   per recipient address (lower-cased)
+//   per_domain      per recipient domain (lower-cased, trailing dot removed)
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "relay/relay_db.hpp"
+
+namespace relaybait::relay {
+
+// Defaults: small on purpose. A probe check needs one delivery; a spammer testing a relay
+// rarely sends more than a few probes a day, and every copy that leaves is mail sent on a
+// criminal's behalf. 20/day matches the FOSR behaviour operators know; 3 per recipient lets
+// a spammer's repeated probes to one mailbox succeed without making us a mailer for it;
+// 10 per domain keeps a big provider (gmail.com) from seeing a burst from our IP.
+struct relay_limits {
+    bool enabled = true;
+    unsigned daily = 20;
+    unsigned per_recipient_daily = 3;
+    unsigned per_sender_daily = 5;
+    unsigned per_client_ip_daily = 5;
+    unsigned per_domain_daily = 10;
+    std::uint64_t max_size = 1u << 20;  // 1 MiB: probes are tiny; spam runs are not relayed
+    unsigned max_recipients = 5;
+    // Test mode (safety invariant 3): every relay goes to test_server / test_recipient.
+    bool test_mode = false;
+    std::string test_server;     // "host:port" (IPv6: "[::1]:2525")
+    std::string test_recipient;  // the operator's address
+};
+
+struct relay_request {
+    std::string message_id;   // the store's message id (or queue id): what `relay ID` names
+    std::string file;         // the stored Maildir file (absolute, or relative to the data dir)
+    std::string sha256;       // hex sha256 of the message minus relaybait's trace headers
+                              // (= store's message_record::sha256); relay_service fills it if empty
+    std::string mail_from;
+    std::vector<std::string> recipients;
+    std::string client_ip;
+    std::uint64_t size = 0;   // bytes of the message minus trace headers
+    bool manual = false;      // an operator's `relaybait relay ID`: same caps
+};
+
+struct decision {
+    bool allowed = false;
+    std::string cap;  // the refusing cap's name, empty when allowed
+    std::int64_t decision_id = 0;
+    std::vector<std::int64_t> queue_ids;  // one per recipient, when allowed
+    std::vector<std::string> recipients;  // normalised, deduplicated (the ones queued)
+};
+
+class safety {
+public:
+    // Opens its own connection on `db_file` (applying the relay migrations).
+    safety(const std::filesystem::path& db_file, relay_limits limits);
+
+    decision check_and_reserve(const relay_request& request,
+                               sys_time now = std::chrono::system_clock::now());
+
+    void set_paused(bool paused) { db_.set_paused(paused); }
+    bool paused() { return db_.paused(); }
+    const relay_limits& limits() const { return limits_; }
+    relay_db& db() { return db_; }
+
+    // Today's (or `day`'s) relayed copies: the daily counter.
+    std::uint64_t daily_count(sys_time now = std::chrono::system_clock::now()) {
+        return db_.counter(utc_day(now), "daily", "");
+    }
+
+private:
+    relay_db db_;
+    relay_limits limits_;
+};
+
+// Helpers (public for tests and the service).
+std::string lower_ascii(std::string_view text);
+std::string address_domain(std::string_view address);  // lower-cased, "" when none
+std::string json_string_array(const std::vector<std::string>& items);
+
+}  // namespace relaybait::relay

@@ -1,0 +1,266 @@
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "events/event_log.hpp"
+#include "relay/message.hpp"
+#include "relay/relay_service.hpp"
+#include "relay/smtp_client.hpp"
+#include "store/ingest.hpp"
+#include "test_support.hpp"
+
+using namespace relaybait::relay;
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string body8 =
+    "From: a@spam.example\r\nTo: b@example.test\r\nSubject: probe 198.51.100.7\r\n\r\n"
+    "caf\xc3\xa9 \xff\xfe raw 8-bit\r\n.leading dot\r\n..two dots\r\n.\r\nlast line";
+
+delivery_result send(const relay_test::fake_mta& mta, std::vector<std::string> rcpts, const std::string& message) {
+    smtp_client_options o;
+    o.helo_name = "sensor.test";
+    o.command_timeout = std::chrono::milliseconds(5000);
+    smtp_target target;
+    target.ip = asio::ip::make_address("127.0.0.1");
+    target.port = mta.port;
+    target.host_name = "fake.test";
+    auto bytes = std::make_shared<const std::string>(message);
+    boost::asio::io_context io;
+    auto future = boost::asio::co_spawn(io, deliver(target, "a@spam.example", rcpts, bytes, o), boost::asio::use_future);
+    io.run();
+    return future.get();
+}
+
+}  // namespace
+
+TEST(RelayMessage, StripTraceBlockAndPayload) {
+    const std::string original = "Subject: x\r\n\r\nbody\r\n";
+    const std::string stored = "Received: from h (unknown [1.2.3.4])\r\n\tby me (Postfix) with ESMTP id ABC;\r\n\tdate\r\n"
+                               "X-Relaybait-Session: 1\r\nX-Relaybait-Peer: 1.2.3.4:5\r\n" + original;
+    EXPECT_EQ(strip_trace_block(stored), original);
+    EXPECT_EQ(strip_trace_block(original), original);
+    const std::string not_ours = "Received: from h\r\nSubject: x\r\n\r\n";
+    EXPECT_EQ(strip_trace_block(not_ours), not_ours);
+    EXPECT_EQ(smtp_data_payload(".a\r\nb\nc"), "..a\r\nb\r\nc\r\n.\r\n");
+    EXPECT_EQ(smtp_data_payload("x\r\n"), "x\r\n.\r\n");
+    EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(RelaySmtpClient, DeliversByteIdenticalWithStarttlsAnd8bit) {
+    relay_test::fake_mta mta(true);
+    const auto r = send(mta, {"b@example.test"}, body8);
+    ASSERT_EQ(r.recipients.size(), 1u);
+    EXPECT_EQ(r.recipients[0].outcome, delivery_outcome::delivered) << r.recipients[0].reply << " " << r.error;
+    EXPECT_FALSE(r.tls_version.empty());
+    EXPECT_FALSE(r.tls_verified);  // self-signed: recorded, delivered anyway
+    ASSERT_EQ(mta.received(), 1u);
+    EXPECT_EQ(relay_test::read_all(mta.out() / "1.eml"), body8 + "\r\n");  // final CRLF added
+    const auto meta = boost::json::parse(relay_test::read_all(mta.out() / "1.json")).as_object();
+    EXPECT_TRUE(meta.at("tls").as_bool());
+    EXPECT_NE(boost::json::serialize(meta.at("mail_options")).find("BODY=8BITMIME"), std::string::npos);
+    EXPECT_FALSE(r.transcript.empty());
+    bool saw_ehlo = false;
+    for (const auto& l : r.transcript) saw_ehlo = saw_ehlo || l.text == "EHLO sensor.test";
+    EXPECT_TRUE(saw_ehlo);
+}
+
+TEST(RelaySmtpClient, PerRecipientResults) {
+    relay_test::fake_mta mta(false);
+    const auto r = send(mta, {"ok@example.test", "perm@example.test", "temp@example.test", "ok2@example.test"}, "Subject: x\r\n\r\nhi\r\n");
+    std::map<std::string, delivery_outcome> by;
+    for (const auto& x : r.recipients) by[x.recipient] = x.outcome;
+    EXPECT_EQ(by["ok@example.test"], delivery_outcome::delivered);
+    EXPECT_EQ(by["ok2@example.test"], delivery_outcome::delivered);
+    EXPECT_EQ(by["perm@example.test"], delivery_outcome::permanent);
+    EXPECT_EQ(by["temp@example.test"], delivery_outcome::temporary);
+    EXPECT_TRUE(r.tls_version.empty());
+}
+
+TEST(RelaySmtpClient, ConnectionRefusedIsTemporary) {
+    relay_test::fake_mta mta(false);
+    mta.port = relay_test::free_port();
+    const auto r = send(mta, {"b@example.test"}, "x\r\n");
+    EXPECT_FALSE(r.connected);
+    EXPECT_EQ(r.recipients.at(0).outcome, delivery_outcome::temporary);
+}
+
+namespace {
+
+struct service_env {
+    relay_test::temp_dir data;
+    std::unique_ptr<relaybait::store::ingest> ingest;
+    std::unique_ptr<relaybait::events::event_log> events;
+    explicit service_env() {
+        ingest = std::make_unique<relaybait::store::ingest>(relaybait::store::ingest_options{data.path, 256, false, "sensor.test"});
+        events = std::make_unique<relaybait::events::event_log>(relaybait::events::event_log_options{data.path / "events.jsonl"});
+    }
+    relay_service_options options(const relay_test::fake_mta& mta) {
+        relay_service_options o;
+        o.data_dir = data.path;
+        o.hostname = "sensor.test";
+        o.limits.test_mode = true;
+        o.limits.test_server = "127.0.0.1:" + std::to_string(mta.port);
+        o.limits.test_recipient = "operator@example.test";
+        o.dns.servers = {"127.0.0.1:" + std::to_string(relay_test::free_port())};  // nothing listens: MX lookup fails, recorded
+        o.dns.timeout = std::chrono::milliseconds(100);
+        o.dns.tries = 1;
+        o.retry_base = std::chrono::seconds(1);
+        o.poll_interval = std::chrono::milliseconds(100);
+        o.client.command_timeout = std::chrono::milliseconds(5000);
+        return o;
+    }
+    relay_request stored(const std::string& id, const std::string& rcpt, const std::string& body) {
+        const fs::path file = data.path / ("stored-" + id);
+        relay_test::write_all(file, "Received: from h (unknown [1.2.3.4])\r\n\tby me; date\r\nX-Relaybait-Session: s\r\n" + body);
+        relay_request r;
+        r.message_id = id;
+        r.file = file.string();
+        r.mail_from = "spammer@spam.example";
+        r.recipients = {rcpt};
+        r.client_ip = "198.51.100.7";
+        return r;
+    }
+    std::string events_text() {
+        events->flush();
+        return relay_test::read_all(data.path / "events.jsonl");
+    }
+};
+
+bool row_state(relay_db& db, const std::string& state, std::size_t n) {
+    std::size_t k = 0;
+    for (const auto& r : db.list_queue()) k += r.state == state;
+    return k == n;
+}
+
+}  // namespace
+
+TEST(RelayService, TestModeRedirectsAndStoresCopyAndLog) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    relay_service service(env.options(mta), env.ingest.get(), env.events.get());
+    service.start();
+    service.submit(env.stored("m1", "victim@example.test", "Subject: probe\r\n\r\nhello\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 1); }, std::chrono::seconds(20)));
+    ASSERT_EQ(mta.received(), 1u);
+    const auto meta = boost::json::parse(relay_test::read_all(mta.out() / "1.json")).as_object();
+    EXPECT_EQ(meta.at("rcpt_tos").as_array().at(0).as_string(), "operator@example.test");  // never the victim
+    EXPECT_EQ(relay_test::read_all(mta.out() / "1.eml"), "Subject: probe\r\n\r\nhello\r\n");  // trace headers stripped
+    const auto attempts = service.db().list_attempts();
+    ASSERT_EQ(attempts.size(), 1u);
+    EXPECT_TRUE(attempts[0].test_mode);
+    EXPECT_EQ(attempts[0].recipient, "victim@example.test");
+    EXPECT_EQ(attempts[0].delivered_to, "operator@example.test");
+    EXPECT_EQ(attempts[0].reply_code, 250);
+    EXPECT_NE(attempts[0].transcript_json.find("MX example.test"), std::string::npos);  // the lookup was made
+    ASSERT_TRUE(relay_test::wait_for([&] { return !service.db().list_queue().at(0).relayed_path.empty(); }, std::chrono::seconds(10)));
+    const auto copy = relay_test::read_all(env.data.path / service.db().list_queue().at(0).relayed_path);
+    EXPECT_NE(copy.find("X-Relaybait-Relay-Result: delivered"), std::string::npos);
+    EXPECT_NE(copy.find("Subject: probe\r\n\r\nhello\r\n"), std::string::npos);
+    std::size_t logs = 0;
+    for (const auto& e : fs::directory_iterator(env.data.path / "maildir/.Logs/cur")) {
+        ++logs;
+        EXPECT_NE(relay_test::read_all(e.path()).find("1 of 20"), std::string::npos);
+    }
+    EXPECT_EQ(logs, 1u);  // one file per day, replaced
+    const auto ev = env.events_text();
+    EXPECT_NE(ev.find("relay.queued"), std::string::npos);
+    EXPECT_NE(ev.find("relay.delivered"), std::string::npos);
+    // The identical message is refused, and the refusal is an event.
+    service.submit(env.stored("m1-again", "victim@example.test", "Subject: probe\r\n\r\nhello\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return env.events_text().find("\"cap\":\"identical\"") != std::string::npos; }, std::chrono::seconds(10)));
+}
+
+TEST(RelayService, TemporaryFailureIsRetriedThenDelivered_PermanentIsNot) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.limits.test_recipient = "temp-op@example.test";  // 451 the first time
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    service.submit(env.stored("m2", "victim@example.test", "Subject: t\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 1); }, std::chrono::seconds(30)));
+    const auto attempts = service.db().list_attempts();
+    ASSERT_EQ(attempts.size(), 2u);
+    EXPECT_EQ(attempts[0].reply_code, 451);
+    EXPECT_EQ(attempts[0].outcome, "temporary");
+    EXPECT_EQ(attempts[1].outcome, "delivered");
+    EXPECT_EQ(service.db().list_queue().at(0).attempts, 2u);
+    EXPECT_NE(env.events_text().find("relay.deferred"), std::string::npos);
+    service.stop();
+
+    relay_test::fake_mta mta2(false);
+    service_env env2;
+    auto o2 = env2.options(mta2);
+    o2.limits.test_recipient = "perm-op@example.test";
+    relay_service service2(o2, env2.ingest.get(), env2.events.get());
+    service2.start();
+    service2.submit(env2.stored("m3", "victim@example.test", "Subject: p\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service2.db(), "failed", 1); }, std::chrono::seconds(20)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_EQ(service2.db().list_attempts().size(), 1u);  // no retry after 5xx
+    EXPECT_NE(env2.events_text().find("relay.failed"), std::string::npos);
+}
+
+TEST(RelayService, QueueSurvivesRestart) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    const auto good_server = o.limits.test_server;
+    o.limits.test_server = "127.0.0.1:" + std::to_string(relay_test::free_port());  // down
+    {
+        relay_service first(o, env.ingest.get(), env.events.get());
+        first.start();
+        first.submit(env.stored("m4", "victim@example.test", "Subject: r\r\n\r\nx\r\n"));
+        ASSERT_TRUE(relay_test::wait_for([&] { return row_state(first.db(), "deferred", 1); }, std::chrono::seconds(20)));
+        first.stop();
+    }
+    o.limits.test_server = good_server;
+    relay_service second(o, env.ingest.get(), env.events.get());
+    second.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(second.db(), "delivered", 1); }, std::chrono::seconds(20)));
+    EXPECT_EQ(mta.received(), 1u);
+    EXPECT_EQ(second.db().list_attempts().size(), 2u);
+}
+
+TEST(RelayService, PauseStopsDeliveriesAndFloodIsCappedExactly) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.limits.per_client_ip_daily = 100000;
+    o.limits.per_sender_daily = 100000;
+    o.limits.per_recipient_daily = 100000;
+    o.limits.per_domain_daily = 100000;
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    service.pause();
+    service.submit(env.stored("p0", "victim@example.test", "Subject: paused\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return env.events_text().find("\"cap\":\"paused\"") != std::string::npos; }, std::chrono::seconds(10)));
+    service.resume();
+    // 50 parallel clients x 100 probe-shaped messages (5,000) submitted at once.
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 50; ++c) {
+        clients.emplace_back([&, c] {
+            for (int i = 0; i < 100; ++i) {
+                relay_request r;
+                r.message_id = "f" + std::to_string(c) + "-" + std::to_string(i);
+                r.file = "/nonexistent";  // never read: sha256 and size given
+                r.sha256 = "sha-" + r.message_id;
+                r.size = 50;
+                r.mail_from = "s@spam.example";
+                r.recipients = {"v" + std::to_string(i) + "@example.test"};
+                r.client_ip = "198.51.100." + std::to_string(c);
+                service.submit(std::move(r));
+            }
+        });
+    }
+    for (auto& t : clients) t.join();
+    ASSERT_TRUE(relay_test::wait_for([&] { return service.db().list_decisions(10'000).size() == 5001; }, std::chrono::seconds(120)));
+    std::size_t allowed = 0;
+    for (const auto& d : service.db().list_decisions(10'000)) allowed += d.allowed;
+    EXPECT_EQ(allowed, 20u);
+    EXPECT_EQ(service.db().list_queue(10'000).size(), 20u);
+}

@@ -1,0 +1,219 @@
+#include "relay/safety.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "test_support.hpp"
+
+using namespace relaybait::relay;
+using relay_test::temp_dir;
+
+namespace {
+
+int seq = 0;
+
+relay_request probe(std::string rcpt = "", std::string from = "", std::string ip = "") {
+    ++seq;
+    relay_request r;
+    r.message_id = "M" + std::to_string(seq);
+    r.file = "maildir/new/x";
+    r.sha256 = "sha" + std::to_string(seq) + "-" + std::to_string(reinterpret_cast<std::uintptr_t>(&r));
+    r.mail_from = from.empty() ? "s" + std::to_string(seq) + "@spam.example" : from;
+    r.recipients = {rcpt.empty() ? "r" + std::to_string(seq) + "@d" + std::to_string(seq) + ".example" : rcpt};
+    r.client_ip = ip.empty() ? "192.0.2." + std::to_string(seq % 250) + "-" + std::to_string(seq) : ip;
+    r.size = 100;
+    return r;
+}
+
+relay_limits wide() {
+    relay_limits l;
+    l.daily = 1000;
+    l.per_recipient_daily = 1000;
+    l.per_sender_daily = 1000;
+    l.per_client_ip_daily = 1000;
+    l.per_domain_daily = 1000;
+    return l;
+}
+
+}  // namespace
+
+TEST(RelaySafety, DailyCapIsExactAndPersistsAcrossReopen) {
+    temp_dir dir;
+    relay_limits limits;  // defaults: daily 20
+    {
+        safety s(dir.path / "relaybait.db", limits);
+        for (int i = 0; i < 20; ++i) {
+            const auto d = s.check_and_reserve(probe());
+            ASSERT_TRUE(d.allowed) << i << " " << d.cap;
+            EXPECT_EQ(d.queue_ids.size(), 1u);
+        }
+        const auto d21 = s.check_and_reserve(probe());
+        EXPECT_FALSE(d21.allowed);
+        EXPECT_EQ(d21.cap, "daily");
+        EXPECT_EQ(s.daily_count(), 20u);
+    }
+    safety again(dir.path / "relaybait.db", limits);  // a restart
+    EXPECT_EQ(again.daily_count(), 20u);
+    EXPECT_EQ(again.check_and_reserve(probe()).cap, "daily");
+    // Tomorrow (UTC) is a new day.
+    const auto tomorrow = std::chrono::system_clock::now() + std::chrono::hours(24);
+    EXPECT_TRUE(again.check_and_reserve(probe(), tomorrow).allowed);
+    EXPECT_EQ(again.db().list_queue().size(), 21u);
+    EXPECT_EQ(again.db().list_decisions().size(), 23u);
+}
+
+TEST(RelaySafety, DailyCountsEveryRecipientAndIsAllOrNothing) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.daily = 5;
+    safety s(dir.path / "relaybait.db", limits);
+    auto r = probe();
+    r.recipients = {"a@x.example", "b@y.example", "A@X.example", "c@z.example"};  // A@X duplicate of a@x
+    const auto d = s.check_and_reserve(r);
+    ASSERT_TRUE(d.allowed);
+    EXPECT_EQ(d.queue_ids.size(), 3u);
+    EXPECT_EQ(s.daily_count(), 3u);
+    auto r2 = probe();
+    r2.recipients = {"d@x1.example", "e@x2.example", "f@x3.example"};
+    EXPECT_EQ(s.check_and_reserve(r2).cap, "daily");  // 3 + 3 > 5: nothing reserved
+    EXPECT_EQ(s.daily_count(), 3u);
+    auto r3 = probe();
+    r3.recipients = {"d@x1.example", "e@x2.example"};
+    EXPECT_TRUE(s.check_and_reserve(r3).allowed);
+    EXPECT_EQ(s.daily_count(), 5u);
+}
+
+TEST(RelaySafety, PerRecipientCap) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_recipient_daily = 3;
+    safety s(dir.path / "relaybait.db", limits);
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(s.check_and_reserve(probe("victim@target.example")).allowed);
+    EXPECT_EQ(s.check_and_reserve(probe("Victim@Target.example")).cap, "per_recipient");
+    EXPECT_TRUE(s.check_and_reserve(probe("other@target.example")).allowed);
+}
+
+TEST(RelaySafety, PerSenderCap) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_sender_daily = 5;
+    safety s(dir.path / "relaybait.db", limits);
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(s.check_and_reserve(probe("", "spammer@evil.example")).allowed);
+    EXPECT_EQ(s.check_and_reserve(probe("", "SPAMMER@evil.example")).cap, "per_sender");
+    EXPECT_TRUE(s.check_and_reserve(probe("", "other@evil.example")).allowed);
+}
+
+TEST(RelaySafety, PerClientIpCap) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_client_ip_daily = 5;
+    safety s(dir.path / "relaybait.db", limits);
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(s.check_and_reserve(probe("", "", "203.0.113.7")).allowed);
+    EXPECT_EQ(s.check_and_reserve(probe("", "", "203.0.113.7")).cap, "per_client_ip");
+    EXPECT_TRUE(s.check_and_reserve(probe("", "", "203.0.113.8")).allowed);
+}
+
+TEST(RelaySafety, PerDomainCap) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_domain_daily = 10;
+    safety s(dir.path / "relaybait.db", limits);
+    for (int i = 0; i < 10; ++i) EXPECT_TRUE(s.check_and_reserve(probe("u" + std::to_string(i) + "@gmail.example")).allowed);
+    EXPECT_EQ(s.check_and_reserve(probe("u99@GMAIL.example.")).cap, "per_domain");
+    EXPECT_TRUE(s.check_and_reserve(probe("u99@other.example")).allowed);
+}
+
+TEST(RelaySafety, SizeCap) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", relay_limits{});
+    auto r = probe();
+    r.size = (1u << 20) + 1;
+    EXPECT_EQ(s.check_and_reserve(r).cap, "size");
+    auto ok = probe();
+    ok.size = 1u << 20;
+    EXPECT_TRUE(s.check_and_reserve(ok).allowed);
+}
+
+TEST(RelaySafety, RecipientsCap) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    auto r = probe();
+    r.recipients = {"a@1.example", "b@2.example", "c@3.example", "d@4.example", "e@5.example", "f@6.example"};
+    EXPECT_EQ(s.check_and_reserve(r).cap, "recipients");
+    r.recipients.pop_back();
+    EXPECT_TRUE(s.check_and_reserve(r).allowed);
+    EXPECT_EQ(s.daily_count(), 5u);
+}
+
+TEST(RelaySafety, IdenticalMessageOnlyOnceEvenManual) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    auto r = probe();
+    r.sha256 = "ABCDEF";
+    EXPECT_TRUE(s.check_and_reserve(r).allowed);
+    auto again = probe();
+    again.sha256 = "abcdef";
+    again.manual = true;
+    EXPECT_EQ(s.check_and_reserve(again).cap, "identical");
+    auto no_hash = probe();
+    no_hash.sha256.clear();
+    EXPECT_EQ(s.check_and_reserve(no_hash).cap, "identical");  // unknown content is never relayed
+}
+
+TEST(RelaySafety, PausedAndDisabledAndBadRecipients) {
+    temp_dir dir;
+    {
+        safety s(dir.path / "relaybait.db", wide());
+        s.set_paused(true);
+        EXPECT_EQ(s.check_and_reserve(probe()).cap, "paused");
+    }
+    {
+        safety s(dir.path / "relaybait.db", wide());  // the pause is persisted (CLI -> server)
+        EXPECT_TRUE(s.paused());
+        EXPECT_EQ(s.check_and_reserve(probe()).cap, "paused");
+        s.set_paused(false);
+        EXPECT_TRUE(s.check_and_reserve(probe()).allowed);
+        auto bad = probe();
+        bad.recipients = {"no-at-sign"};
+        EXPECT_EQ(s.check_and_reserve(bad).cap, "bad_recipient");
+        bad.recipients = {};
+        EXPECT_EQ(s.check_and_reserve(bad).cap, "no_recipients");
+    }
+    relay_limits off = wide();
+    off.enabled = false;
+    safety s(dir.path / "relaybait.db", off);
+    EXPECT_EQ(s.check_and_reserve(probe()).cap, "disabled");
+    EXPECT_EQ(s.daily_count(), 1u);
+}
+
+TEST(RelaySafety, ConcurrentConnectionsNeverExceedTheDailyCap) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.daily = 20;
+    { safety init(dir.path / "relaybait.db", limits); }
+    std::atomic<int> allowed{0}, refused{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            safety s(dir.path / "relaybait.db", limits);  // its own connection
+            for (int i = 0; i < 500; ++i) {
+                relay_request r;
+                r.message_id = std::to_string(t) + "-" + std::to_string(i);
+                r.sha256 = "h" + r.message_id;
+                r.mail_from = "s" + r.message_id + "@x.example";
+                r.recipients = {"r" + r.message_id + "@y" + r.message_id + ".example"};
+                r.client_ip = "ip" + r.message_id;
+                r.size = 10;
+                (s.check_and_reserve(r).allowed ? allowed : refused)++;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(allowed.load(), 20);
+    EXPECT_EQ(refused.load(), 8 * 500 - 20);
+    safety s(dir.path / "relaybait.db", limits);
+    EXPECT_EQ(s.daily_count(), 20u);
+    EXPECT_EQ(s.db().list_queue(10'000).size(), 20u);
+}

@@ -1,0 +1,258 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "mime/message.hpp"
+#include "rules/rules.hpp"
+
+using namespace relaybait;
+using namespace relaybait::rules;
+
+namespace {
+
+self_identity self() {
+    self_identity s;
+    s.ipv4 = {"198.51.100.23"};
+    s.hostname = "mx.example.net";
+    return s;
+}
+
+std::string error_of(std::string_view text) {
+    try {
+        rule_set::parse(text, "rules.toml", self());
+    } catch (const rules_error& e) {
+        return e.what();
+    }
+    return "ok";
+}
+
+const char* two_rules = R"(
+[[rule]]
+name = "b"
+kind = "spam"
+priority = 20
+when = 'subject contains "x"'
+[rule.actions]
+folder = "Spam"
+
+[[rule]]
+name = "a"
+kind = "probe"
+priority = 10
+when = 'subject contains "x"'
+[rule.actions]
+folder = "Probes"
+tags = ["probe"]
+relay = true
+reply = { code = 451, text = "4.7.1 Try again later" }
+tarpit_ms = 1500
+)";
+
+}  // namespace
+
+TEST(RuleSet, ParsesRulesAndActions) {
+    const auto set = rule_set::parse(two_rules, "rules.toml", self());
+    ASSERT_EQ(set.rules().size(), 2u);
+    const rule& a = set.rules()[1];
+    EXPECT_EQ(a.name, "a");
+    EXPECT_EQ(a.kind, "probe");
+    EXPECT_EQ(a.priority, 10);
+    EXPECT_TRUE(a.enabled);
+    EXPECT_EQ(a.hook, hook_point::data);
+    EXPECT_EQ(a.line, 10u);
+    EXPECT_EQ(a.actions.folder, "Probes");
+    EXPECT_EQ(a.actions.tags, std::vector<std::string>{"probe"});
+    EXPECT_TRUE(a.actions.relay);
+    ASSERT_TRUE(a.actions.reply.has_value());
+    EXPECT_EQ(a.actions.reply->code, 451);
+    EXPECT_EQ(a.actions.reply->text, "4.7.1 Try again later");
+    EXPECT_EQ(a.actions.tarpit.count(), 1500);
+    EXPECT_TRUE(set.warnings().empty());
+}
+
+TEST(RuleSet, FirstMatchByPriorityThenFileOrder) {
+    auto set = rule_set::parse(two_rules, "rules.toml", self());
+    mime::parsed_message m;
+    m.subject = "x";
+    context ctx;
+    ctx.message = &m;
+    const rule* hit = set.first_match(ctx);
+    ASSERT_NE(hit, nullptr);
+    EXPECT_EQ(hit->name, "a");  // priority 10 before 20, though later in the file
+    m.subject = "y";
+    EXPECT_EQ(set.first_match(ctx), nullptr);
+
+    const auto tie = rule_set::parse(R"(
+[[rule]]
+name = "first"
+kind = "k"
+when = "true"
+[[rule]]
+name = "second"
+kind = "k"
+when = "true"
+[[rule]]
+name = "disabled"
+kind = "k"
+priority = -5
+enabled = false
+when = "true"
+)", "t", self());
+    EXPECT_EQ(tie.first_match(ctx)->name, "first");
+    // Copies keep working (the order is kept as indexes).
+    const rule_set copy = tie;
+    EXPECT_EQ(copy.first_match(ctx), &copy.rules()[0]);
+}
+
+TEST(RuleSet, HooksSelectRules) {
+    const auto set = rule_set::parse(R"(
+[[rule]]
+name = "at-connect"
+kind = "scan"
+hook = "connect"
+when = 'client_ip in "192.0.2.0/24"'
+[rule.actions]
+reply = { code = 554, text = "5.7.1 Go away" }
+[[rule]]
+name = "at-rcpt"
+kind = "spam"
+hook = "rcpt"
+when = 'rcpt_domain equals "gmail.com"'
+[[rule]]
+name = "at-data"
+kind = "spam"
+when = 'true'
+)", "t", self());
+    context ctx;
+    ctx.client_ip = "192.0.2.7";
+    ctx.hook = hook_point::connect;
+    EXPECT_EQ(set.first_match(ctx)->name, "at-connect");
+    ctx.hook = hook_point::ehlo;
+    EXPECT_EQ(set.first_match(ctx), nullptr);
+    ctx.hook = hook_point::rcpt;
+    ctx.rcpt_to = {"x@GMail.com"};
+    EXPECT_EQ(set.first_match(ctx)->name, "at-rcpt");
+    ctx.hook = hook_point::data;
+    EXPECT_EQ(set.first_match(ctx)->name, "at-data");
+}
+
+TEST(RuleSet, ErrorsNameFileLineColumn) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = 'subject contains'\n",
+         "rules.toml:4:25: rule \"x\": when: expected a value (a string, a number, a list, $name, encoded(...)), found the end of the expression"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"size > 10 and \\\"a\\\"\"\n",
+         "rules.toml:4:23: rule \"x\": when: expected a field name, '(' or 'not', found a string"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = '''\ntls and\n   subjekt contains \"a\"'''\n",
+         "rules.toml:6:4: rule \"x\": when: unknown field 'subjekt'"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = 'client_ip in \"10.0.0.0/40\"'\n",
+         "rules.toml:4:22: rule \"x\": when: invalid address or CIDR network \"10.0.0.0/40\""},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = 'subject matches \"a(\"'\n",
+         "rules.toml:4:25: rule \"x\": when: bad regular expression: missing ): a("},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\ncolour = 1\n",
+         "rules.toml:5:1: rule \"x\": unknown key 'colour' (known: name, kind, description, priority, enabled, hook, when, actions)"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\npriority = \"high\"\nwhen = \"true\"\n",
+         "rules.toml:4:12: rule \"x\": priority: expected an integer, got a string"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\n[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\n",
+         "rules.toml:6:8: duplicate rule name \"x\""},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nhook = \"mail\"\nwhen = \"true\"\n[rule.actions]\nrelay = true\n",
+         "rules.toml:7:9: rule \"x\": actions.relay: only allowed in rules at hook data (this rule runs at hook mail)"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\nactions = { reply = { code = 700 } }\n",
+         "rules.toml:5:30: rule \"x\": actions.reply.code: must be an SMTP code from 200 to 599"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\nactions = { tarpit_ms = 999999 }\n",
+         "rules.toml:5:25: rule \"x\": actions.tarpit_ms: must be from 0 to 60000"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\nactions = { folder = \"../etc\" }\n",
+         "rules.toml:5:22: rule \"x\": actions.folder: a Maildir++ folder name of letters, digits, ' ', '_', '-' (sub-folders separated by '.')"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\nactions = { drop = true, relay = true }\n",
+         "rules.toml:5:34: rule \"x\": actions.relay: a dropped message cannot be relayed"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"true\"\nactions = { nope = 1 }\n",
+         "rules.toml:5:13: rule \"x\": actions.unknown key 'nope' (known: folder, tags, drop, relay, reply, tarpit_ms)"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\nhook = \"quit\"\nwhen = \"true\"\n",
+         "rules.toml:4:8: rule \"x\": hook: unknown hook \"quit\" (connect, ehlo, auth, mail, rcpt, data)"},
+        {"[[rule]]\nname = \"x\"\nkind = \"k\"\n", "rules.toml:1:1: rule \"x\": missing key 'when' (the condition; use \"true\" to always match)"},
+        {"[[rule]]\nkind = \"k\"\n", "rules.toml:1:1: rule: missing key 'name'"},
+        {"[[rule]]\nname = \"x\"\nwhen = \"true\"\n", "rules.toml:1:1: rule \"x\": missing key 'kind' (probe, spam, phishing, malware, scan or any label)"},
+        {"rules = 1\n", "rules.toml:1:1: unknown key 'rules' (known: rule)"},
+        {"[[rule]\nname = 1\n", nullptr},  // TOML syntax error: position from toml++
+    };
+    for (const auto& [text, expected] : cases) {
+        const std::string got = error_of(text);
+        if (expected == nullptr) {
+            EXPECT_EQ(got.rfind("rules.toml:1:", 0), 0u) << got;
+        } else {
+            EXPECT_EQ(got, expected) << text;
+        }
+    }
+}
+
+TEST(RuleSet, ErrorFieldsAndEscapesInTomlStrings) {
+    try {
+        // \t and \u00e9 in a TOML basic string shift the raw columns: the error must still point at 'frobs'.
+        rule_set::parse("[[rule]]\nname = \"x\"\nkind = \"k\"\nwhen = \"subject\\tcontains \\\"\\u00e9\\\" and size frobs 1\"\n",
+                        "f.toml", self());
+        FAIL();
+    } catch (const rules_error& e) {
+        EXPECT_EQ(e.file(), "f.toml");
+        EXPECT_EQ(e.line(), 4u);
+        EXPECT_EQ(e.column(), 47u) << e.what();
+        EXPECT_NE(e.message().find("frobs"), std::string::npos);
+    }
+}
+
+TEST(RuleSet, WarningsForFieldsTheHookCannotSee) {
+    self_identity none;
+    const auto set = rule_set::parse(R"([[rule]]
+name = "early"
+kind = "k"
+hook = "mail"
+when = 'subject contains "x" or body contains $self.ipv6'
+)", "w.toml", none);
+    ASSERT_EQ(set.warnings().size(), 3u);
+    EXPECT_EQ(set.warnings()[0].to_string(),
+              "w.toml:5:9: rule \"early\": 'subject' is only known from hook data on, but the rule runs at hook mail: that comparison is always false");
+    EXPECT_EQ(set.warnings()[2].to_string(),
+              "w.toml:5:47: rule \"early\": '$self.ipv6' has no value configured: comparisons with it are false");
+}
+
+TEST(RuleStore, ReloadKeepsLastGood) {
+    const auto dir = std::filesystem::temp_directory_path() / ("relaybait-rules-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto path = dir / "rules.toml";
+    auto write = [&](std::string_view text) { std::ofstream(path, std::ios::trunc) << text; };
+    rule_store store(path, self());
+    EXPECT_TRUE(store.current()->rules().empty());
+    EXPECT_TRUE(store.reload().has_value());  // no file yet
+    write("[[rule]]\nname = \"one\"\nkind = \"probe\"\nwhen = 'subject contains $self.ipv4'\n");
+    EXPECT_FALSE(store.reload().has_value());
+    auto first = store.current();
+    ASSERT_EQ(first->rules().size(), 1u);
+    write("[[rule]]\nname = \"one\"\nkind = \"probe\"\nwhen = 'subject contains'\n");
+    const auto error = store.reload();
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->line(), 4u);
+    EXPECT_EQ(store.current(), first);  // last good set still active
+    mime::parsed_message m;
+    m.subject = "203.0.113.1";
+    context ctx;
+    ctx.message = &m;
+    EXPECT_EQ(store.current()->first_match(ctx), nullptr);
+    write("[[rule]]\nname = \"two\"\nkind = \"probe\"\nwhen = 'subject contains $self.ipv4'\n");
+    self_identity moved = self();
+    moved.ipv4 = {"203.0.113.1"};
+    EXPECT_FALSE(store.reload(moved).has_value());
+    ASSERT_NE(store.current()->first_match(ctx), nullptr);
+    EXPECT_EQ(store.current()->first_match(ctx)->name, "two");
+    EXPECT_EQ(first->rules()[0].name, "one");  // old snapshot stays valid for its holders
+    store.install(rule_set{});
+    EXPECT_TRUE(store.current()->rules().empty());
+    std::filesystem::remove_all(dir);
+}
+
+TEST(RuleSet, LoadMissingFile) {
+    try {
+        rule_set::load("/nonexistent/rules.toml", self());
+        FAIL();
+    } catch (const rules_error& e) {
+        EXPECT_EQ(std::string(e.what()), "/nonexistent/rules.toml: cannot open the rules file");
+    }
+}
