@@ -17,7 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from relaybait_testlib import make_message, queue_id_from, split_trace, wait_for
+import tempfile
+
+from conftest import relaybait_config
+from relaybait_testlib import Relaybait, make_message, queue_id_from, split_trace, wait_for
+
+
+@pytest.fixture
+def server():
+    """relaybait with its data outside pytest's temp root: a pytest process starting in parallel
+    resets that root to mode 0700, which would lock Dovecot's unprivileged user out."""
+    workdir = Path(tempfile.mkdtemp(prefix="relaybait-dovecot-", dir="/var/tmp"))
+    workdir.chmod(0o711)
+    srv = Relaybait(workdir, relaybait_config())
+    srv.start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 IMAP_PASSWORD = "imap-test-password"
 
@@ -136,17 +152,20 @@ service submission-login {{
 
 
 @pytest.fixture
-def dovecot_for(tmp_path):
+def dovecot_for():
     instances = []
+    root = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/var/tmp"))  # outside pytest's 0700 root
+    root.chmod(0o711)
 
     def start(maildir: Path) -> Dovecot:
-        d = Dovecot(tmp_path / f"dovecot{len(instances)}", maildir)
+        d = Dovecot(root / f"dovecot{len(instances)}", maildir)
         instances.append(d)
         return d
 
     yield start
     for d in instances:
         d.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def fetch_all(port: int) -> dict[str, list[bytes]]:
