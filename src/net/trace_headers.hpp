@@ -9,10 +9,12 @@
 #include <string_view>
 
 #include "smtp/engine.hpp"
+#include "store/trace_block.hpp"
 
 namespace relaybait::net {
 
-inline constexpr std::string_view trace_header_prefix = "X-Relaybait-";
+using store::trace_header_prefix;
+using store::header_safe;
 
 struct trace_facts {
     const smtp::connection_facts& connection;
@@ -28,13 +30,5 @@ std::string make_trace_headers(const trace_facts& facts);
 
 // RFC 5322 date as Postfix writes it: "Mon, 23 Nov 2026 18:07:03 +0000 (UTC)".
 std::string rfc5322_date(std::chrono::system_clock::time_point when);
-
-// The message as the client sent it: `stored` minus the trace block make_trace_headers()
-// prepended (the Received line of our own and the X-Relaybait-* lines that follow it).
-// Returns `stored` unchanged when it does not start with such a block.
-std::string_view strip_trace_headers(std::string_view stored);
-
-// Replaces CR, LF, NUL and other control bytes so a value cannot break out of its header.
-std::string header_safe(std::string_view value, std::size_t max_length = 998);
 
 }  // namespace relaybait::net

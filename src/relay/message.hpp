@@ -1,20 +1,20 @@
 #pragma once
-// The message to relay: the stored Maildir file minus relaybait's own trace block.
-// Equivalent of net::strip_trace_headers (relay must not depend on net; the lead may move
-// one shared copy into store/). The block is: a first line "Received: from ..." with its
-// continuation lines (starting with TAB), then one or more lines starting "X-Relaybait-".
-// Everything after is the original message, byte for byte.
+// Helpers for the message to relay. The message itself is the stored Maildir file minus
+// relaybait's own trace block: store::strip_trace_block (store/trace_block.hpp).
 #include <string>
 #include <string_view>
 
-namespace relaybait::relay {
+#include "store/trace_block.hpp"
 
-std::string_view strip_trace_block(std::string_view stored);
+namespace relaybait::relay {
 
 // Lower-case hex SHA-256 (OpenSSL EVP).
 std::string sha256_hex(std::string_view bytes);
 
-// Replaces control bytes so a value cannot break out of a header line; cut at max_length.
-std::string header_value(std::string_view value, std::size_t max_length = 900);
+using store::strip_trace_block;
+// Header-safe value for the headers relay writes (store::header_safe with a shorter cap).
+inline std::string header_value(std::string_view value, std::size_t max_length = 900) {
+    return store::header_safe(value, max_length);
+}
 
 }  // namespace relaybait::relay

@@ -88,10 +88,10 @@ TEST_F(trace_headers_fixture, attacker_bytes_cannot_inject_header_lines) {
 TEST_F(trace_headers_fixture, strip_gives_back_the_message_as_received) {
     const std::string original = "Received: from elsewhere\r\nSubject: hi\r\n\r\nbody\r\n";
     for (auto tls : {std::optional<smtp::tls_facts>{}, std::optional<smtp::tls_facts>{{"TLSv1.3", "TLS_AES_256_GCM_SHA384"}}}) {
-        EXPECT_EQ(strip_trace_headers(headers(tls) + original), original);
+        EXPECT_EQ(store::strip_trace_block(headers(tls) + original), original);
     }
-    EXPECT_EQ(strip_trace_headers(original), original);  // no trace block: unchanged
-    EXPECT_EQ(strip_trace_headers("Received: from x\r\nX-Relaybait-Session: 1"), "Received: from x\r\nX-Relaybait-Session: 1");
+    EXPECT_EQ(store::strip_trace_block(original), original);  // no trace block: unchanged
+    EXPECT_EQ(store::strip_trace_block("Received: from x\r\nX-Relaybait-Session: 1"), "Received: from x\r\nX-Relaybait-Session: 1");
 }
 
 TEST(rfc5322_date, postfix_format) {
