@@ -65,8 +65,11 @@ def assert_trace(row, trace, server, rcpts, listener, helo=HELO, sender=SENDER, 
     assert row["helo_name"] == helo
     assert server.recipients_of(row) == rcpts
     # the events of that session
-    events = wait_for(lambda: [e for e in server.events() if e.get("session") == row["session_id"]],
-                      10, what="events of the session")
+    # events.jsonl is written by a background thread: wait until the message's event is there.
+    def session_events():
+        found = [e for e in server.events() if e.get("session") == row["session_id"]]
+        return found if any(e["eventid"] == "message.received" for e in found) else None
+    events = wait_for(session_events, 10, what="events of the session")
     ids = [e["eventid"] for e in events]
     assert "session.connect" in ids and "message.received" in ids, ids
     for e in events:
