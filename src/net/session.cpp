@@ -310,15 +310,13 @@ private:
 
     void close(bool reset) {
         transport_.close(reset);
-        closed_ = true;
     }
 
     // --- records -----------------------------------------------------------------------
     std::string begin_message(const smtp::envelope& envelope) {
         pending_queue_id_ = app_.queue_ids.next(std::chrono::system_clock::now());
-        pending_received_at_ = std::chrono::system_clock::now();
         return make_trace_headers(trace_facts{facts_, envelope, engine_->tls(), pending_queue_id_, record_.id,
-                                              pending_received_at_});
+                                              std::chrono::system_clock::now()});
     }
 
     store::message_record message_record() {
@@ -460,10 +458,8 @@ private:
     session_registry::clock::time_point started_ = session_registry::clock::now();
     std::size_t transcript_bytes_ = 0;
     std::string pending_queue_id_;
-    std::chrono::system_clock::time_point pending_received_at_;
     bool timed_out_ = false;  // the deadline passed once: answer 421 and close
     bool expired_ = false;    // the deadline passed twice, or shutdown: just close
-    bool closed_ = false;
 };
 
 }  // namespace
