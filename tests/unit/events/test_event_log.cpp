@@ -48,6 +48,16 @@ TEST(EventLog, TimestampFormat) {
     EXPECT_EQ(iso8601_utc(system_clock::time_point(microseconds(0))), "1970-01-01T00:00:00.000000Z");
 }
 
+TEST(EventLog, TimestampsWithinAndAcrossSecondsStayExact) {
+    using namespace std::chrono;
+    // The calendar part is cached per second: alternate seconds and check every field.
+    EXPECT_EQ(iso8601_utc(system_clock::time_point(microseconds(1'795'457'223'000'001))), "2026-11-23T18:07:03.000001Z");
+    EXPECT_EQ(iso8601_utc(system_clock::time_point(microseconds(1'795'457'223'999'999))), "2026-11-23T18:07:03.999999Z");
+    EXPECT_EQ(iso8601_utc(system_clock::time_point(microseconds(1'795'457'224'000'000))), "2026-11-23T18:07:04.000000Z");
+    EXPECT_EQ(iso8601_utc(system_clock::time_point(microseconds(1'795'457'223'500'000))), "2026-11-23T18:07:03.500000Z");
+    EXPECT_EQ(iso8601_utc(system_clock::time_point(microseconds(-1))), "1969-12-31T23:59:59.999999Z");
+}
+
 TEST(EventLog, WritesCommonFieldsAndEventFields) {
     temp_dir dir;
     const fs::path file = dir.path / "events.jsonl";
