@@ -2,6 +2,8 @@
 // and errors name the origin, the line and the dotted key.
 #include <toml++/toml.h>
 
+#include "config/toml_type_name.hpp"
+
 #include <initializer_list>
 #include <limits>
 #include <optional>
@@ -11,21 +13,6 @@
 namespace relaybait::config::detail {
 namespace {
 
-std::string_view type_name(toml::node_type type) {
-    switch (type) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a floating-point number";
-        case toml::node_type::boolean: return "a boolean";
-        case toml::node_type::date: return "a date";
-        case toml::node_type::time: return "a time";
-        case toml::node_type::date_time: return "a date-time";
-        case toml::node_type::none: break;
-    }
-    return "nothing";
-}
 
 struct range {
     std::int64_t min;
@@ -69,7 +56,7 @@ public:
         const std::string expected =
             "an integer from " + std::to_string(allowed.min) + " to " + std::to_string(allowed.max);
         const auto* value = node->as_integer();
-        if (value == nullptr) fail(*node, key, "expected " + expected + ", got " + std::string(type_name(node->type())));
+        if (value == nullptr) fail(*node, key, "expected " + expected + ", got " + std::string(toml_type_name(node->type())));
         const std::int64_t number = value->get();
         if (number < allowed.min || number > allowed.max)
             fail(*node, key, "must be " + expected + ", got " + std::to_string(number));
@@ -80,7 +67,7 @@ public:
         const toml::node* node = find(key);
         if (node == nullptr) return std::nullopt;
         const auto* value = node->as_boolean();
-        if (value == nullptr) fail(*node, key, "expected a boolean (true or false), got " + std::string(type_name(node->type())));
+        if (value == nullptr) fail(*node, key, "expected a boolean (true or false), got " + std::string(toml_type_name(node->type())));
         return value->get();
     }
 
@@ -103,12 +90,12 @@ public:
         const toml::node* node = find(key);
         if (node == nullptr) return std::nullopt;
         const auto* array = node->as_array();
-        if (array == nullptr) fail(*node, key, "expected an array of strings, got " + std::string(type_name(node->type())));
+        if (array == nullptr) fail(*node, key, "expected an array of strings, got " + std::string(toml_type_name(node->type())));
         std::vector<std::string> values;
         for (const toml::node& element : *array) {
             const auto* text = element.as_string();
             if (text == nullptr)
-                fail(element, key, "expected an array of strings, got an element that is " + std::string(type_name(element.type())));
+                fail(element, key, "expected an array of strings, got an element that is " + std::string(toml_type_name(element.type())));
             values.push_back(text->get());
         }
         return values;
@@ -118,7 +105,7 @@ public:
         const toml::node* node = find(key);
         if (node == nullptr) return nullptr;
         const auto* sub = node->as_table();
-        if (sub == nullptr) fail(*node, key, "expected a table, got " + std::string(type_name(node->type())));
+        if (sub == nullptr) fail(*node, key, "expected a table, got " + std::string(toml_type_name(node->type())));
         return sub;
     }
 
@@ -127,11 +114,11 @@ public:
         const toml::node* node = find(key);
         if (node == nullptr) return std::nullopt;
         const auto* array = node->as_array();
-        if (array == nullptr) fail(*node, key, "expected an array of tables, got " + std::string(type_name(node->type())));
+        if (array == nullptr) fail(*node, key, "expected an array of tables, got " + std::string(toml_type_name(node->type())));
         std::vector<const toml::table*> values;
         for (const toml::node& element : *array) {
             if (!element.is_table())
-                fail(element, key, "expected an array of tables, got an element that is " + std::string(type_name(element.type())));
+                fail(element, key, "expected an array of tables, got an element that is " + std::string(toml_type_name(element.type())));
             values.push_back(element.as_table());
         }
         return values;
@@ -146,7 +133,7 @@ private:
 
     std::string string_of(const toml::node& node, std::string_view key) const {
         const auto* value = node.as_string();
-        if (value == nullptr) fail(node, key, "expected a string, got " + std::string(type_name(node.type())));
+        if (value == nullptr) fail(node, key, "expected a string, got " + std::string(toml_type_name(node.type())));
         return value->get();
     }
 

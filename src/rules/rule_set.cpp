@@ -1,6 +1,8 @@
 // rules.toml -> rule_set. Every key is known and typed; every error names file:line:column.
 #include <toml++/toml.h>
 
+#include "config/toml_type_name.hpp"
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -57,21 +59,7 @@ bool rule::matches(const context& ctx) const { return enabled && condition && ev
 
 namespace {
 
-std::string_view type_name(toml::node_type type) {
-    switch (type) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a floating-point number";
-        case toml::node_type::boolean: return "a boolean";
-        case toml::node_type::date: return "a date";
-        case toml::node_type::time: return "a time";
-        case toml::node_type::date_time: return "a date-time";
-        case toml::node_type::none: break;
-    }
-    return "nothing";
-}
+using config::toml_type_name;
 
 // Byte offset of a toml++ (line, column) position; columns count characters.
 std::size_t offset_of(std::string_view text, std::size_t line, std::size_t column) {
@@ -159,7 +147,7 @@ public:
     const auto& require(const toml::node& node, const std::string& key, std::string_view expected) const {
         const auto* value = node.as<T>();
         if (value == nullptr)
-            fail(node.source(), key + ": expected " + std::string(expected) + ", got " + std::string(type_name(node.type())));
+            fail(node.source(), key + ": expected " + std::string(expected) + ", got " + std::string(toml_type_name(node.type())));
         return *value;
     }
 
@@ -185,12 +173,12 @@ public:
         const toml::node* list = document.get("rule");
         if (list == nullptr) return rules;
         const auto* array = list->as_array();
-        if (array == nullptr) fail(list->source(), "rule: expected [[rule]] tables, got " + std::string(type_name(list->type())));
+        if (array == nullptr) fail(list->source(), "rule: expected [[rule]] tables, got " + std::string(toml_type_name(list->type())));
         if (array->size() > 10000) fail(list->source(), "more than 10000 rules");
         std::set<std::string> names;
         for (const toml::node& element : *array) {
             const auto* table = element.as_table();
-            if (table == nullptr) fail(element.source(), "rule: expected a table, got " + std::string(type_name(element.type())));
+            if (table == nullptr) fail(element.source(), "rule: expected a table, got " + std::string(toml_type_name(element.type())));
             rule r = read_rule(*table, rules.size(), warnings);
             if (!names.insert(r.name).second)
                 fail(table->get("name")->source(), "duplicate rule name \"" + r.name + "\"");
