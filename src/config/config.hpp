@@ -58,6 +58,53 @@ struct event_log_config {
     unsigned keep_files = 10;
 };
 
+// The rules file (docs/rules.md). Resolved by load(): an explicit `file` (relative to the
+// working directory) must exist; with none, "rules.toml" beside the --config file is used when
+// it exists, else the embedded defaults (rules.example.toml). `resolved_file` empty = embedded.
+struct rules_config {
+    std::filesystem::path file;           // as configured ("" = default)
+    std::filesystem::path resolved_file;  // filled by load(); empty = the embedded default rules
+    std::uint64_t max_scan_bytes = 4u << 20;  // bytes of a message parsed for the data hook
+};
+
+// The honeypot's own public addresses, the values of $self.ip in rules (probes carry them).
+struct identity_config {
+    std::vector<std::string> ipv4;  // IPv4 literals
+    std::vector<std::string> ipv6;  // IPv6 literals
+    bool interface_addresses = true;  // add the global (non-loopback, non-link-local) addresses of the host's interfaces
+    bool discover = false;            // ask discover_urls at start for the public address(es)
+    std::vector<std::string> discover_urls = {"https://api.ipify.org", "https://api6.ipify.org"};
+    std::uint32_t discover_timeout_ms = 5000;  // per URL; 100 to 60000
+};
+
+// The relay of probes (docs/relay.md). Plain data here; serve turns it into relay::relay_limits
+// and relay::relay_service_options. No rule can lift these caps.
+struct relay_config {
+    bool enabled = true;  // the kill switch
+    std::uint32_t daily = 20;
+    std::uint32_t per_recipient_daily = 3;
+    std::uint32_t per_sender_daily = 5;
+    std::uint32_t per_client_ip_daily = 5;
+    std::uint32_t per_domain_daily = 10;
+    std::uint64_t max_size_bytes = 1u << 20;
+    std::uint32_t max_recipients = 5;
+    bool test_mode = false;       // every relay goes to test_server / test_recipient
+    std::string test_server;      // "host:port" ("[::1]:2525"); required with test_mode
+    std::string test_recipient;   // the operator's address; required with test_mode
+    std::vector<std::uint16_t> ports = {25};  // delivery ports in order; 465 = implicit TLS
+    std::vector<std::string> force_ipv4_domains = {"gmail.com", "googlemail.com", "google.com"};
+    std::vector<std::string> dns_servers;     // "ip[:port]"; empty = /etc/resolv.conf
+    std::uint32_t dns_timeout_ms = 3000;
+    std::uint32_t max_mx_hosts = 3;
+    std::uint32_t max_attempts = 5;
+    std::uint32_t retry_base_seconds = 300;
+    std::uint32_t retry_max_seconds = 14400;
+    std::uint32_t poll_interval_ms = 5000;
+    std::uint32_t connect_timeout_seconds = 30;
+    std::uint32_t command_timeout_seconds = 120;
+    bool starttls = true;  // opportunistic STARTTLS when the MX offers it
+};
+
 struct settings {
     std::string hostname = "mail.example.com";  // banner, EHLO, Received, certificate
     std::string sensor;                         // sensor name in events; defaults to hostname
@@ -80,6 +127,10 @@ struct settings {
     };
     event_log_config events;
     std::string log_level = "info";
+    rules_config rules;
+    identity_config identity;
+    relay_config relay;
+    std::filesystem::path config_file;  // the --config file, empty when none (filled by load())
 
     std::uint16_t effective_port(const listener_config& listener) const;  // port + offset, checked
     const std::string& sensor_name() const { return sensor.empty() ? hostname : sensor; }
@@ -92,6 +143,7 @@ struct overrides {
     std::optional<std::string> bind;
     std::optional<std::int32_t> port_offset;
     std::optional<std::string> hostname;
+    std::optional<bool> test_mode;  // serve --test-mode: relay.test_mode = true
 };
 
 // The embedded default configuration text (relaybait.example.toml).

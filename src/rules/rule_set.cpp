@@ -389,7 +389,9 @@ std::optional<rules_error> rule_store::reload(const self_identity& self) {
         self_ = self;  // used by later reloads even if this file is bad
     }
     try {
-        auto fresh = std::make_shared<const rule_set>(rule_set::load(path_, self));
+        auto fresh = std::make_shared<const rule_set>(
+            path_.empty() ? rule_set::parse(default_rules_text(), std::string(default_rules_origin), self)
+                          : rule_set::load(path_, self));
         std::lock_guard lock(mutex_);
         current_ = std::move(fresh);
         return std::nullopt;

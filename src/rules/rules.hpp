@@ -135,6 +135,10 @@ private:
     void index();
 };
 
+// The default rules (rules.example.toml), embedded in the binary; origin name for errors.
+std::string_view default_rules_text();
+inline constexpr std::string_view default_rules_origin = "<built-in rules>";
+
 // The live rules of a running server: readers take a snapshot, reload() swaps atomically and
 // keeps the last good set when the file is bad.
 class rule_store {
@@ -142,7 +146,8 @@ public:
     rule_store(std::filesystem::path path, self_identity self);
 
     std::shared_ptr<const rule_set> current() const;
-    // Re-reads the file. On error the previous set stays active and the error is returned.
+    // Re-reads the file (an empty path: the embedded default rules). On error the previous set
+    // stays active and the error is returned.
     std::optional<rules_error> reload();
     std::optional<rules_error> reload(const self_identity& self);  // also replaces $self values
     // Installs an already-validated set (e.g. the embedded defaults when no file exists).

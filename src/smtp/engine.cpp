@@ -69,6 +69,7 @@ struct engine::state {
     };
 
     const engine_config* config;
+    stage_policy* policy;
     const persona* p;
     listener_profile profile;
     connection_facts facts;
@@ -122,6 +123,7 @@ struct engine::state {
 
     state(const engine_config& cfg, connection_facts f, message_sink& s, environment& e)
         : config(&cfg),
+          policy(cfg.policy),
           p(cfg.imitated ? cfg.imitated : &persona::postfix_3_7()),
           profile(p->profile(f.listener)),
           facts(std::move(f)),
@@ -191,8 +193,8 @@ struct engine::state {
 
     // Asks the policy layer; returns the verdict to end the command with when it refuses it.
     std::optional<verdict> consult(stage at, std::string_view argument, output& out) {
-        if (config->policy == nullptr) return std::nullopt;
-        stage_verdict decision = config->policy->decide(at, facts, envl, envl.auth, argument);
+        if (policy == nullptr) return std::nullopt;
+        stage_verdict decision = policy->decide(at, facts, envl, envl.auth, argument);
         tarpit = decision.delay;
         if (decision.what == stage_verdict::kind::proceed) return std::nullopt;
         const bool refusal = !decision.reply.empty() && (decision.reply[0] == '4' || decision.reply[0] == '5');
@@ -956,10 +958,10 @@ struct engine::state {
 
     verdict auth_finish(output& out) {
         if (!policy_accepts()) return auth_fail(out, p->auth_failed);
-        if (config->policy != nullptr) {
+        if (policy != nullptr) {
             std::optional<credential> attempt = pending;
             attempt->accepted = true;
-            stage_verdict decision = config->policy->decide(stage::auth, facts, envl, attempt, pending.username);
+            stage_verdict decision = policy->decide(stage::auth, facts, envl, attempt, pending.username);
             tarpit = decision.delay;
             const bool refusal = !decision.reply.empty() && (decision.reply[0] == '4' || decision.reply[0] == '5');
             if (decision.what == stage_verdict::kind::disconnect || (decision.what == stage_verdict::kind::reply && refusal)) {
@@ -1090,6 +1092,35 @@ void engine::message_committed(std::string_view queue_id, output& out) {
     s.mail_reset();
     out.next = request::none;
 }
+
+void engine::message_committed(std::string_view queue_id, const stage_verdict& verdict, output& out) {
+    auto& s = *state_;
+    if (s.ph != phase::awaiting_commit) return;
+    if (verdict.what == stage_verdict::kind::proceed || verdict.reply.empty()) {
+        s.tarpit = verdict.delay;
+        message_committed(queue_id, out);
+        if (verdict.what == stage_verdict::kind::disconnect) {
+            s.close(out);
+            out.next = request::close;
+        }
+        return;
+    }
+    s.ph = phase::command;
+    ++s.messages;
+    s.junk_count = 0;
+    s.sink_open = false;
+    s.mail_reset();
+    s.tarpit = verdict.delay;
+    s.reply(out, verdict.reply);
+    if (verdict.reply[0] == '4' || verdict.reply[0] == '5') s.count_error(out);
+    out.next = request::none;
+    if (verdict.what == stage_verdict::kind::disconnect) {
+        s.close(out);
+        out.next = request::close;
+    }
+}
+
+void engine::set_policy(stage_policy* policy) { state_->policy = policy; }
 
 void engine::message_failed(output& out) {
     auto& s = *state_;

@@ -194,6 +194,13 @@ public:
     // Completion of requests.
     void tls_started(const tls_facts& tls, output& out);
     void message_committed(std::string_view queue_id, output& out);
+    // The same, with the policy's verdict at DATA end (the message is stored either way):
+    // proceed = the normal 250; reply = this reply instead (e.g. a 451 or 550 to simulate a
+    // failure; a 4xx/5xx counts as an error like Postfix's); disconnect = the reply, then close.
+    // delay = tarpit before the reply.
+    void message_committed(std::string_view queue_id, const stage_verdict& verdict, output& out);
+    // Replaces engine_config::policy for this engine (a session's own policy object).
+    void set_policy(stage_policy* policy);
     void message_failed(output& out);  // storage failed: a 451 temporary failure, nothing acknowledged
 
     // Idle or session timeout: the reply to send before closing (Postfix: 421 ... timeout).

@@ -35,6 +35,8 @@ struct list_filter {
     std::optional<std::string> session_id;
     std::optional<std::string> peer_ip;
     std::optional<std::string> folder;
+    std::optional<std::string> since;  // received_at >= since (ISO 8601 prefix: "2026-11-23" works)
+    std::optional<std::string> kind;   // messages classified with this rule kind ("probe")
 };
 
 class database {

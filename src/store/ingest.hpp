@@ -74,11 +74,33 @@ struct ingest_stats {
     std::uint64_t file_sync_us = 0, rename_us = 0, dir_sync_us = 0, db_us = 0;
 };
 
+// What the rules decided at DATA end (the store knows nothing of rules: the caller's classifier
+// turns the message into this).
+struct classification {
+    std::string folder;  // Maildir++ folder to file into ("Probes" or ".Probes"); "" = the one given to begin_message
+    std::vector<std::string> tags;
+    std::string rule;    // the deciding rule's name
+    std::string kind;    // its kind
+    bool drop = false;   // keep only the database row (dropped = 1, no maildir_path); the file is deleted
+};
+
+// Called once per commit on a store writer thread, after the last byte is written and before
+// the file is synced: `message` is the message as received (trace headers excluded), at most
+// `max_bytes` of it (`truncated` when there was more). It must be thread-safe and bounded; an
+// exception is logged and the message is filed as if no rule matched.
+struct classifier {
+    std::uint64_t max_bytes = 4u << 20;
+    std::function<classification(std::string_view message, bool truncated)> classify;
+};
+
 struct commit_result {
     bool ok = false;
     std::string error;         // when !ok
     std::int64_t message_id = 0;
-    std::string maildir_path;  // relative to data_dir
+    std::string maildir_path;  // relative to data_dir ("" when dropped)
+    store::classification classification;  // what the classifier decided (empty without one)
+    std::string sha256;        // of the message as received (trace headers excluded)
+    std::uint64_t size = 0;    // idem
 };
 
 class pending_message;  // one message being received; opaque to the caller
@@ -103,8 +125,10 @@ public:
     // on a store thread (the caller posts back to its own executor). done must not throw.
     // Empty record.queue_id / received_at are filled in (from the file name / now).
     // A second commit, or a commit after abort, is answered ok=false at once.
+    // With a classifier, it runs first (see classifier) and its folder/tags/rule/kind/drop are
+    // applied to the file and the row before anything is made durable.
     void commit(const std::shared_ptr<pending_message>& message, message_record record,
-                std::function<void(commit_result)> done);
+                std::function<void(commit_result)> done, classifier classify = {});
     // Drops a message that will not be acknowledged; its tmp file is removed.
     void abort(const std::shared_ptr<pending_message>& message);
 

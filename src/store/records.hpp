@@ -81,6 +81,13 @@ struct message_record {
     std::uint64_t size = 0;    // bytes as received (trace headers excluded)
     std::string sha256;        // hex, of the bytes as received
     message_headers headers;   // parsed from the message; attacker-controlled
+    // The rule that classified the message at DATA end (empty when none matched), its kind
+    // (probe, spam, ...) and tags; `dropped`: only this row was kept, the file was deleted
+    // (maildir_path empty).
+    std::string rule;
+    std::string kind;
+    std::vector<std::string> tags;
+    bool dropped = false;
 };
 
 }  // namespace relaybait::store

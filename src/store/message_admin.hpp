@@ -1,0 +1,34 @@
+#pragma once
+// Operator edits of stored messages (`relaybait rules apply`, later the web UI): move to a
+// folder, add tags, delete the file keeping the row. Safe while `serve` runs: each edit is
+// its own short transaction on a read_write database, and the file is renamed inside the
+// Maildir (same filesystem: atomic), from new/ or cur/ (where Dovecot moves a message once an
+// IMAP client saw it, with ":2,FLAGS" appended), keeping its unique name and flags.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/database.hpp"
+
+namespace relaybait::store {
+
+// The file of a stored message today: data_dir/maildir_path, or the same name in the sibling
+// cur/ with any ":2,..." suffix. nullopt when it is gone (dropped, deleted, expunged over IMAP).
+std::optional<std::filesystem::path> locate_message_file(const std::filesystem::path& data_dir,
+                                                         const message_record& message);
+
+// Moves the message's file into `folder` ("" inbox, "Probes" or ".Probes"; created if missing),
+// same subdirectory (new/ or cur/), and updates folder + maildir_path. Throws std::runtime_error
+// when the folder name is invalid or the file is missing.
+void move_message(database& db, const std::filesystem::path& data_dir, std::int64_t message_id, std::string folder);
+
+// Adds tags not already present (order kept).
+void add_message_tags(database& db, std::int64_t message_id, const std::vector<std::string>& tags);
+
+// Deletes the file (if still there) and marks the row dropped (maildir_path empty); the
+// metadata stays for statistics and threat intelligence.
+void drop_message_file(database& db, const std::filesystem::path& data_dir, std::int64_t message_id);
+
+}  // namespace relaybait::store
