@@ -10,6 +10,8 @@
 #include "events/event_log.hpp"
 #include "net/queue_id.hpp"
 #include "net/session_registry.hpp"
+#include "relay/relay_service.hpp"
+#include "rules/rules.hpp"
 #include "smtp/engine.hpp"
 #include "store/ingest.hpp"
 
@@ -37,6 +39,8 @@ struct app_context {
     system_environment environment;
     queue_id_generator queue_ids;
     std::string sensor;
+    const rules::rule_store& rules;
+    relay::relay_service* relay = nullptr;  // null: relay disabled by configuration
     bool stopping = false;
 
     std::string new_session_id();

@@ -9,11 +9,13 @@ message_writer::~message_writer() { discard(); }
 
 void message_writer::begin(const smtp::envelope& envelope) {
     discard();
+    bytes_ = 0;
     message_ = ingest_.begin_message("", make_headers_(envelope));
 }
 
 void message_writer::append(std::string_view bytes) {
     if (!message_) return;
+    bytes_ += bytes.size();
     buffer_.append(bytes);
     if (buffer_.size() >= chunk_size) {
         ingest_.append(message_, std::move(buffer_));

@@ -28,6 +28,8 @@ public:
     // Bytes accepted but not yet on disk: the session stops reading while this is high.
     std::uint64_t backlog() const;
     bool active() const { return message_ != nullptr; }
+    // Bytes of the current (or just finished) message, trace headers excluded.
+    std::uint64_t message_bytes() const { return bytes_; }
 
 private:
     static constexpr std::size_t chunk_size = 64 * 1024;
@@ -35,6 +37,7 @@ private:
     header_maker make_headers_;
     std::shared_ptr<store::pending_message> message_;
     std::string buffer_;
+    std::uint64_t bytes_ = 0;
 };
 
 }  // namespace relaybait::net

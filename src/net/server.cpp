@@ -6,11 +6,18 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <functional>
+#include <fstream>
 #include <list>
 
 #include "net/app_context.hpp"
 #include "net/listener.hpp"
+#include "net/live_rules.hpp"
+#include "net/relay_settings.hpp"
+#include "net/self_identity.hpp"
 #include "net/tls_context.hpp"
 
 namespace relaybait::net {
@@ -56,6 +63,35 @@ std::list<bound_listener> open_listeners(asio::io_context& io, const config::set
     return bound;
 }
 
+// DATA/relaybait.pid: how `relaybait rules reload` finds the server to send SIGHUP to.
+class pid_file {
+public:
+    explicit pid_file(std::filesystem::path path) : path_(std::move(path)) {
+        std::ofstream out(path_, std::ios::trunc);
+        out << ::getpid() << '\n';
+    }
+    ~pid_file() {
+        std::error_code ec;
+        std::filesystem::remove(path_, ec);
+    }
+    pid_file(const pid_file&) = delete;
+    pid_file& operator=(const pid_file&) = delete;
+
+private:
+    std::filesystem::path path_;
+};
+
+void log_identity(const rules::self_identity& self) {
+    std::string addresses;
+    for (const auto* family : {&self.ipv4, &self.ipv6})
+        for (const auto& address : *family) addresses += (addresses.empty() ? "" : ", ") + address;
+    if (addresses.empty())
+        spdlog::warn("identity: no public address known: rules using $self.ip match nothing "
+                     "(set identity.ipv4/ipv6 or identity.discover = true)");
+    else
+        spdlog::info("identity: $self.ip = {}", addresses);
+}
+
 }  // namespace
 
 int serve(const config::settings& settings, const serve_options& options) {
@@ -65,10 +101,20 @@ int serve(const config::settings& settings, const serve_options& options) {
     asio::io_context io(1);
     auto tls = make_server_tls_context(settings);
 
-    store::ingest ingest(store::ingest_options{settings.data_dir});
+    store::ingest ingest(store::ingest_options{settings.data_dir});  // takes DATA/relaybait.lock first
     events::event_log events(events::event_log_options{settings.data_dir / "events.jsonl", settings.events.rotate_bytes,
                                                        settings.events.keep_files});
+    const auto identity = discover_identity(settings);
+    log_identity(identity);
+    live_rules rules(settings, identity);  // a bad rules file stops the start here (exit 2)
+    save_identity(settings.data_dir, identity);
+    auto relay_options = relay_options_from(settings);
+    relay_options.limits.test_mode = relay_options.limits.test_mode || options.test_mode;
+    relay::relay_service relay(std::move(relay_options), &ingest, &events);
+    relay.start();
+    if (!settings.relay.enabled) spdlog::warn("relay: disabled (relay.enabled = false): nothing is relayed");
     session_registry registry(settings.limits.sessions_total, settings.limits.sessions_per_ip);
+    pid_file pid(settings.data_dir / "relaybait.pid");
     app_context app{settings,
                     io,
                     tls,
@@ -78,18 +124,36 @@ int serve(const config::settings& settings, const serve_options& options) {
                     registry,
                     {},
                     queue_id_generator(std::random_device{}()),
-                    settings.sensor.empty() ? settings.hostname : settings.sensor};
-    if (options.test_mode) spdlog::info("test mode: relays go to the operator only");
+                    settings.sensor.empty() ? settings.hostname : settings.sensor,
+                    rules.store(),
+                    &relay};
+    if (options.test_mode || settings.relay.test_mode)
+        spdlog::info("relay: test mode: every relay goes to {} for {}", settings.relay.test_server,
+                     settings.relay.test_recipient);
 
     auto listeners = open_listeners(io, settings);
     for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);
     asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(500)), asio::detached);
+
+    // SIGHUP: re-read the rules; a bad file keeps the last good rules.
+    asio::signal_set hangup(io, SIGHUP);
+    std::function<void()> await_hangup = [&] {
+        hangup.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            const bool ok = rules.reload();
+            events.emit_raw(boost::json::object{{"eventid", ok ? "rules.reloaded" : "rules.reload_failed"},
+                                                {"sensor", app.sensor}});
+            await_hangup();
+        });
+    };
+    await_hangup();
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int signal) {
         if (ec) return;
         spdlog::info("signal {}: shutting down", signal);
         app.stopping = true;
+        hangup.cancel();
         for (auto& bound : listeners) bound.acceptor.close();
         registry.stop();
         registry.expire_all();
@@ -99,6 +163,7 @@ int serve(const config::settings& settings, const serve_options& options) {
     });
     spdlog::info("relaybait serving as {} (data in {})", settings.hostname, settings.data_dir.string());
     io.run();
+    relay.stop();
     events.flush();
     return 0;
 }

@@ -12,6 +12,7 @@
 #include "events/event_log.hpp"
 #include "events/json_safe.hpp"
 #include "net/message_writer.hpp"
+#include "net/session_rules.hpp"
 #include "net/trace_headers.hpp"
 #include "net/transport.hpp"
 
@@ -46,14 +47,17 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds delay) {
 // session's executor.
 asio::awaitable<store::commit_result> commit_message(store::ingest& ingest,
                                                      const std::shared_ptr<store::pending_message>& message,
-                                                     store::message_record record) {
+                                                     store::message_record record, store::classifier classify) {
     auto executor = co_await asio::this_coro::executor;
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(store::commit_result)>(
         [&](auto handler) {
             auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            ingest.commit(message, std::move(record), [shared, executor](store::commit_result result) {
-                asio::post(executor, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
-            });
+            ingest.commit(
+                message, std::move(record),
+                [shared, executor](store::commit_result result) {
+                    asio::post(executor, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
+                },
+                std::move(classify));
         },
         asio::use_awaitable);
 }
@@ -63,7 +67,9 @@ public:
     session(app_context& app, tcp::socket socket, const config::listener_config& listener)
         : app_(app),
           transport_(std::move(socket)),
-          writer_(app.ingest, [this](const smtp::envelope& envelope) { return begin_message(envelope); }) {
+          writer_(app.ingest, [this](const smtp::envelope& envelope) { return begin_message(envelope); }),
+          rules_(app.rules, app.settings.rules.max_scan_bytes,
+                 [this](rules::hook_point hook, const rules::rule& rule) { rule_matched(hook, rule); }) {
         facts_.listener = listener.kind;
         facts_.local_hostname = app.settings.hostname;
         boost::system::error_code ec;
@@ -114,12 +120,12 @@ private:
             if (!established) co_return;
         }
         engine_.emplace(app_.engine, facts_, writer_, app_.environment);
+        engine_->set_policy(&rules_);
         if (facts_.tls_active) {
             smtp::output ignored;
             engine_->tls_started(*transport_.tls_info(), ignored);
         }
-        note('S', engine_->greeting());
-        const bool greeted = co_await send(engine_->greeting());
+        const bool greeted = co_await greet();
         if (!greeted) co_return;
 
         for (;;) {
@@ -135,6 +141,25 @@ private:
             const bool open = co_await process(std::string_view(input.data(), input.size()));
             if (!open) co_return;
         }
+    }
+
+    // The connect hook decides before the banner: a 4xx/5xx (or 421) is sent instead of it and
+    // the connection closes; a 2xx replaces the banner; a tarpit delays it.
+    asio::awaitable<bool> greet() {
+        const auto verdict = rules_.at_connect(facts_);
+        if (verdict.delay.count() > 0) co_await sleep_for(verdict.delay);
+        std::string banner = engine_->greeting();
+        const bool refusal = !verdict.reply.empty() && (verdict.reply[0] == '4' || verdict.reply[0] == '5');
+        if (verdict.what != smtp::stage_verdict::kind::proceed && !verdict.reply.empty()) banner = verdict.reply + "\r\n";
+        note('S', banner);
+        const bool sent = co_await send(banner);
+        if (!sent) co_return false;
+        if (refusal || verdict.what == smtp::stage_verdict::kind::disconnect) {
+            outcome("rule");
+            close(false);
+            co_return false;
+        }
+        co_return true;
     }
 
     // Feeds input to the engine until it is consumed or the session ends; false = closed.
@@ -190,6 +215,7 @@ private:
             co_return false;
         }
         const auto tls = *transport_.tls_info();
+        rules_.tls_started(tls.version);
         record_.tls_version = tls.version;
         record_.tls_cipher = tls.cipher;
         note('I', "TLS established: " + tls.version + " " + tls.cipher);
@@ -198,25 +224,73 @@ private:
     }
 
     asio::awaitable<bool> commit() {
+        const auto size = writer_.message_bytes();
         auto message = writer_.finish();
         if (!message) co_return true;
         auto record = message_record();
-        const auto result = co_await commit_message(app_.ingest, message, record);
+        auto classify = rules_.classifier(facts_, engine_->current_envelope(), size);
+        const auto result = co_await commit_message(app_.ingest, message, record, std::move(classify));
         output_.clear();
+        session_rules::data_outcome decided;
         if (result.ok) {
             ++record_.messages;
-            engine_->message_committed(record.queue_id, output_);
-            emit("message.received", {{"queue_id", record.queue_id},
-                                      {"message_id", result.message_id},
-                                      {"mail_from", events::to_json_safe(record.mail_from)},
-                                      {"rcpt_to", recipients_json(record.recipients)},
-                                      {"maildir_path", result.maildir_path}});
+            decided = rules_.after_commit(result.classification);
+            engine_->message_committed(record.queue_id, decided.verdict, output_);
+            emit_received(record, result);
         } else {
             spdlog::error("session {}: message {} not stored: {}", record_.id, record.queue_id, result.error);
             engine_->message_failed(output_);
         }
         const bool flushed = co_await flush_output();
+        // After the reply: the relay runs on its own thread and never holds up this session.
+        if (result.ok && decided.relay) request_relay(record, result);
         co_return flushed;
+    }
+
+    void emit_received(const store::message_record& record, const store::commit_result& result) {
+        json::object fields{{"queue_id", record.queue_id},
+                            {"message_id", result.message_id},
+                            {"mail_from", events::to_json_safe(record.mail_from)},
+                            {"rcpt_to", recipients_json(record.recipients)},
+                            {"maildir_path", result.maildir_path},
+                            {"size", result.size},
+                            {"sha256", result.sha256}};
+        const auto& decided = result.classification;
+        if (!decided.rule.empty()) {
+            fields["rule"] = decided.rule;
+            fields["kind"] = decided.kind;
+        }
+        if (!decided.folder.empty()) fields["folder"] = decided.folder;
+        if (!decided.tags.empty()) fields["tags"] = recipients_json(decided.tags);
+        if (decided.drop) fields["dropped"] = true;
+        emit("message.received", std::move(fields));
+    }
+
+    void request_relay(const store::message_record& record, const store::commit_result& result) {
+        if (app_.relay == nullptr) return;
+        if (result.classification.drop || result.maildir_path.empty()) {
+            spdlog::warn("session {}: rule {} asks to relay message {} but also drops it: not relayed", record_.id,
+                         result.classification.rule, record.queue_id);
+            return;
+        }
+        relay::relay_request request;
+        request.message_id = std::to_string(result.message_id);
+        request.file = (app_.settings.data_dir / result.maildir_path).string();
+        request.sha256 = result.sha256;
+        request.mail_from = record.mail_from;
+        request.recipients = record.recipients;
+        request.client_ip = record.peer_ip;
+        request.size = result.size;
+        app_.relay->submit(std::move(request));
+    }
+
+    void rule_matched(rules::hook_point hook, const rules::rule& rule) {
+        json::array tags;
+        for (const auto& tag : rule.actions.tags) tags.emplace_back(tag);
+        json::object fields{{"hook", rules::to_string(hook)}, {"rule", rule.name}, {"kind", rule.kind}, {"tags", std::move(tags)}};
+        if (hook == rules::hook_point::data) fields["queue_id"] = pending_queue_id_;
+        if (hook != rules::hook_point::data) note('I', "rule " + rule.name + " matched at " + std::string(rules::to_string(hook)));
+        emit("rule.match", std::move(fields));
     }
 
     // Backpressure: a fast client cannot queue more than a few MB of its message in memory.
@@ -449,6 +523,7 @@ private:
     app_context& app_;
     transport transport_;
     message_writer writer_;
+    session_rules rules_;
     smtp::connection_facts facts_;
     std::optional<smtp::engine> engine_;
     smtp::output output_;

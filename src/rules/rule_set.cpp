@@ -55,7 +55,8 @@ rules_error::rules_error(std::string file, std::size_t line, std::size_t column,
       column_(column),
       message_(std::move(message)) {}
 
-bool rule::matches(const context& ctx) const { return enabled && condition && evaluate(*condition, ctx); }
+bool rule::matches(const context& ctx) const { return enabled && condition_holds(ctx); }
+bool rule::condition_holds(const context& ctx) const { return condition && evaluate(*condition, ctx); }
 
 namespace {
 
@@ -361,6 +362,12 @@ void rule_set::index() {
 const rule* rule_set::first_match(const context& ctx) const {
     for (std::size_t i : order_[static_cast<int>(ctx.hook)])
         if (rules_[i].matches(ctx)) return &rules_[i];
+    return nullptr;
+}
+
+const rule* rule_set::find(std::string_view name) const {
+    for (const auto& candidate : rules_)
+        if (candidate.name == name) return &candidate;
     return nullptr;
 }
 

@@ -84,7 +84,8 @@ struct rule {
     std::size_t file_index = 0;  // position in the file (ties of priority keep file order)
     std::shared_ptr<const expression> condition;
 
-    bool matches(const context& ctx) const;
+    bool matches(const context& ctx) const;         // enabled and the condition holds
+    bool condition_holds(const context& ctx) const; // the condition alone (dry runs of disabled rules)
 };
 
 struct diagnostic {
@@ -120,6 +121,8 @@ public:
     // The rule that decides for this context: among the enabled rules of ctx.hook, by priority
     // then file order, the first whose condition is true. nullptr when none matches.
     const rule* first_match(const context& ctx) const;
+    // The rule of that name (enabled or not), nullptr when there is none.
+    const rule* find(std::string_view name) const;
 
     const std::vector<rule>& rules() const noexcept { return rules_; }  // file order
     // Non-fatal findings (a rule that uses a field its hook cannot see, ...), for `rules check`.

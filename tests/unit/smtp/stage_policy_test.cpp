@@ -100,5 +100,41 @@ TEST(StagePolicy, RefusedAuthIsCapturedAsNotAccepted) {
     EXPECT_FALSE(p.d->eng->current_envelope().auth.has_value());
 }
 
+TEST(StagePolicy, DataEndVerdictReplacesTheQueuedReply) {
+    policy_driver p;
+    p.d->data_verdict = refuse("550 5.7.1 Message rejected");
+    const auto text = p.d->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhi\r\n.\r\nMAIL FROM:<c@example.org>\r\n");
+    EXPECT_EQ(text, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n550 5.7.1 Message rejected\r\n250 2.1.0 Ok\r\n");
+    EXPECT_EQ(p.d->eng->errors(), 1u);
+    EXPECT_EQ(p.d->eng->messages_accepted(), 1u);  // stored all the same
+}
+
+TEST(StagePolicy, DataEndProceedWithTarpitDelaysTheQueuedReply) {
+    policy_driver p;
+    p.d->data_verdict = stage_verdict{stage_verdict::kind::proceed, "", std::chrono::milliseconds(700)};
+    const auto text = p.d->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhi\r\n.\r\n");
+    EXPECT_NE(text.find("250 2.0.0 Ok: queued as"), std::string::npos);
+    EXPECT_EQ(p.d->all_replies.back().delay_before, std::chrono::milliseconds(700));
+    EXPECT_EQ(p.d->eng->errors(), 0u);
+}
+
+TEST(StagePolicy, DataEndDisconnectAnswersThenCloses) {
+    policy_driver p;
+    p.d->data_verdict = stage_verdict{stage_verdict::kind::disconnect, "421 4.7.0 mx1.example.net Error: closing", {}};
+    const auto text = p.d->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhi\r\n.\r\nNOOP\r\n");
+    EXPECT_TRUE(text.ends_with("421 4.7.0 mx1.example.net Error: closing\r\n"));
+    EXPECT_TRUE(p.d->closed);
+}
+
+TEST(StagePolicy, PerEngineOverrideReplacesTheConfiguredPolicy) {
+    policy_driver p;
+    scripted_policy other;
+    other.rules.push_back({stage::mail, "a@example.org", refuse("451 4.7.1 Try again later")});
+    p.d->eng->set_policy(&other);
+    EXPECT_EQ(p.d->send("MAIL FROM:<a@example.org>\r\n"), "451 4.7.1 Try again later\r\n");
+    EXPECT_TRUE(p.policy.asked.empty());
+    EXPECT_EQ(other.asked.size(), 1u);
+}
+
 }  // namespace
 }  // namespace relaybait::smtp

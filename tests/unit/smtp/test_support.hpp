@@ -64,6 +64,9 @@ struct driver {
         eng = std::make_unique<engine>(config, f, sink, env);
     }
 
+    // When set, commits are answered with this verdict (the rules at DATA end).
+    std::optional<stage_verdict> data_verdict;
+
     // Feeds like the network layer: serves commit requests, stops at start_tls / close.
     std::string send(std::string_view input) {
         std::string text;
@@ -75,8 +78,12 @@ struct driver {
             if (out.next == request::commit_message) {
                 sink.take();
                 output done;
-                eng->message_committed(queue_id, done);
+                if (data_verdict)
+                    eng->message_committed(queue_id, *data_verdict, done);
+                else
+                    eng->message_committed(queue_id, done);
                 collect(done, text);
+                if (done.next == request::close) closed = true;
                 continue;
             }
             if (out.next == request::close) closed = true;

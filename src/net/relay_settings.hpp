@@ -1,0 +1,14 @@
+#pragma once
+// config::relay_config (plain data, validated by src/config) -> the relay module's options.
+// One translation, used by `serve` and by the CLI's `relaybait relay ID`, so both count
+// against the same caps.
+#include "config/config.hpp"
+#include "relay/relay_service.hpp"
+#include "relay/safety.hpp"
+
+namespace relaybait::net {
+
+relay::relay_limits relay_limits_from(const config::relay_config& relay);
+relay::relay_service_options relay_options_from(const config::settings& settings);
+
+}  // namespace relaybait::net

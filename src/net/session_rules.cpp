@@ -1,0 +1,130 @@
+#include "net/session_rules.hpp"
+
+#include <algorithm>
+
+#include "mime/message.hpp"
+
+namespace relaybait::net {
+
+namespace {
+
+rules::hook_point hook_of(smtp::stage at) {
+    if (at == smtp::stage::ehlo) return rules::hook_point::ehlo;
+    if (at == smtp::stage::auth) return rules::hook_point::auth;
+    if (at == smtp::stage::mail) return rules::hook_point::mail;
+    return rules::hook_point::rcpt;
+}
+
+std::string reply_line(const rules::smtp_reply& reply) { return std::to_string(reply.code) + " " + reply.text; }
+
+void add_tags(std::vector<std::string>& into, const std::vector<std::string>& tags) {
+    for (const auto& tag : tags)
+        if (std::find(into.begin(), into.end(), tag) == into.end()) into.push_back(tag);
+}
+
+}  // namespace
+
+session_rules::session_rules(const rules::rule_store& store, std::uint64_t max_scan_bytes, match_observer observer)
+    : store_(store), max_scan_bytes_(max_scan_bytes), observer_(std::move(observer)) {}
+
+smtp::stage_verdict session_rules::at_connect(const smtp::connection_facts& facts) {
+    const auto ctx = base_context(rules::hook_point::connect, facts, smtp::envelope{});
+    const auto current = store_.current();
+    return verdict_of(rules::hook_point::connect, current->first_match(ctx));
+}
+
+smtp::stage_verdict session_rules::decide(smtp::stage at, const smtp::connection_facts& facts, const smtp::envelope& env,
+                                          const std::optional<smtp::credential>& auth, std::string_view argument) {
+    const auto hook = hook_of(at);
+    auto ctx = base_context(hook, facts, env);
+    if (at == smtp::stage::ehlo) ctx.helo = std::string(argument);
+    if (at == smtp::stage::auth && auth && auth->accepted) {
+        ctx.auth_user = auth->username;
+        ctx.auth_password = auth->password;
+    }
+    if (at == smtp::stage::mail) ctx.mail_from = std::string(argument);
+    if (at == smtp::stage::rcpt) ctx.rcpt_to.emplace_back(argument);
+    const auto current = store_.current();
+    return verdict_of(hook, current->first_match(ctx));
+}
+
+store::classifier session_rules::classifier(const smtp::connection_facts& facts, const smtp::envelope& env,
+                                            std::uint64_t size) {
+    data_rules_ = store_.current();
+    auto ctx = base_context(rules::hook_point::data, facts, env);
+    ctx.size = size;
+    store::classification earlier{folder_, tags_, rule_, kind_, drop_};
+    store::classifier result;
+    result.max_bytes = max_scan_bytes_;
+    result.classify = [rules = data_rules_, ctx = std::move(ctx), earlier = std::move(earlier)](
+                          std::string_view message, bool) mutable -> store::classification {
+        const auto parsed = mime::parse(message);
+        ctx.message = &parsed;
+        const rules::rule* match = rules->first_match(ctx);
+        if (match == nullptr) return earlier;
+        store::classification decided;
+        decided.folder = match->actions.folder.value_or(earlier.folder);
+        decided.tags = earlier.tags;
+        add_tags(decided.tags, match->actions.tags);
+        decided.rule = match->name;
+        decided.kind = match->kind;
+        decided.drop = match->actions.drop;
+        return decided;
+    };
+    return result;
+}
+
+session_rules::data_outcome session_rules::after_commit(const store::classification& applied) const {
+    data_outcome outcome;
+    if (applied.rule.empty() || !data_rules_) return outcome;
+    const rules::rule* match = data_rules_->find(applied.rule);
+    if (match == nullptr || match->hook != rules::hook_point::data) return outcome;  // decided by an earlier hook
+    if (observer_) observer_(rules::hook_point::data, *match);
+    outcome.relay = match->actions.relay;
+    outcome.verdict.delay = match->actions.tarpit;
+    if (match->actions.reply) {
+        outcome.verdict.what = match->actions.reply->code == 421 ? smtp::stage_verdict::kind::disconnect
+                                                                 : smtp::stage_verdict::kind::reply;
+        outcome.verdict.reply = reply_line(*match->actions.reply);
+    }
+    return outcome;
+}
+
+rules::context session_rules::base_context(rules::hook_point hook, const smtp::connection_facts& facts,
+                                           const smtp::envelope& env) const {
+    rules::context ctx;
+    ctx.hook = hook;
+    ctx.client_ip = facts.peer_ip;
+    ctx.listener = std::string(smtp::to_string(facts.listener));
+    ctx.tls = facts.tls_active || !tls_version_.empty();
+    ctx.tls_version = tls_version_;
+    ctx.helo = env.helo_name;
+    if (env.auth && env.auth->accepted) {
+        ctx.auth_user = env.auth->username;
+        ctx.auth_password = env.auth->password;
+    }
+    ctx.mail_from = env.mail_from;
+    ctx.rcpt_to.reserve(env.recipients.size() + 1);
+    for (const auto& rcpt : env.recipients) ctx.rcpt_to.push_back(rcpt.address);
+    return ctx;
+}
+
+smtp::stage_verdict session_rules::verdict_of(rules::hook_point hook, const rules::rule* match) {
+    smtp::stage_verdict verdict;
+    if (match == nullptr) return verdict;
+    if (observer_) observer_(hook, *match);
+    const auto& actions = match->actions;
+    add_tags(tags_, actions.tags);
+    if (actions.folder) folder_ = *actions.folder;
+    if (actions.drop) drop_ = true;
+    rule_ = match->name;
+    kind_ = match->kind;
+    verdict.delay = actions.tarpit;
+    if (actions.reply) {
+        verdict.what = actions.reply->code == 421 ? smtp::stage_verdict::kind::disconnect : smtp::stage_verdict::kind::reply;
+        verdict.reply = reply_line(*actions.reply);
+    }
+    return verdict;
+}
+
+}  // namespace relaybait::net
