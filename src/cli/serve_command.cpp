@@ -47,9 +47,11 @@ std::string origin_of(const config::overrides& cli) {
 }
 
 int serve_command(const override_options& options, bool test_mode, const serve_function& serve) {
-    const config::settings settings = config::load(options.build());
+    config::overrides cli = options.build();
+    if (test_mode) cli.test_mode = true;  // relay.test_mode, named "--test-mode" in errors
+    const config::settings settings = config::load(cli);
     spdlog::set_level(spdlog::level::from_str(settings.log_level));
-    return serve(settings, net::serve_options{test_mode});
+    return serve(settings, net::serve_options{settings.relay.test_mode});
 }
 
 int check_command(const override_options& options, console io) {

@@ -38,6 +38,12 @@ void validate_merged(const settings& merged, const provenance& where);
 // Each returns an empty string when the value is fine, else the problem.
 std::string check_hostname(std::string_view name);
 std::string check_ip_address(std::string_view address);
+std::string check_ipv4_address(std::string_view address);
+std::string check_ipv6_address(std::string_view address);
+std::string check_url(std::string_view url);               // http:// or https:// with a host
+std::string check_dns_server(std::string_view server);     // "ip", "ip:port", "[v6]:port"
+std::string check_host_port(std::string_view host_port);   // "host:port", "[v6]:port"
+std::string check_mail_address(std::string_view address);  // local@domain
 
 // TOML basic string with every control character escaped.
 std::string toml_quote(std::string_view text);

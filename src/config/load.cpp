@@ -48,6 +48,32 @@ void apply_overrides(settings& target, const overrides& cli, detail::provenance&
         target.hostname = *cli.hostname;
         where.set("hostname", from_command_line("--hostname"));
     }
+    if (cli.test_mode) {
+        target.relay.test_mode = *cli.test_mode;
+        where.set("relay.test_mode", from_command_line("--test-mode"));
+    }
+}
+
+// rules.file when given (it must exist), else rules.toml beside the --config file when there
+// is one, else empty: the embedded default rules.
+std::filesystem::path resolve_rules_file(const settings& merged, const detail::provenance& where) {
+    namespace fs = std::filesystem;
+    std::error_code error;
+    if (!merged.rules.file.empty()) {
+        const fs::file_status status = fs::status(merged.rules.file, error);
+        if (!fs::exists(status))
+            where.fail("rules.file", detail::toml_quote(merged.rules.file.string()) + " does not exist" +
+                                         (error && error != std::errc::no_such_file_or_directory
+                                              ? " or cannot be read (" + error.message() + ")"
+                                              : std::string{}));
+        if (fs::is_directory(status))
+            where.fail("rules.file", detail::toml_quote(merged.rules.file.string()) + " is a directory, not a rules file");
+        return merged.rules.file;
+    }
+    if (merged.config_file.empty()) return {};
+    const fs::path sibling = merged.config_file.parent_path() / "rules.toml";
+    if (fs::is_regular_file(sibling, error)) return sibling;
+    return {};
 }
 
 }  // namespace
@@ -76,6 +102,8 @@ settings load(const overrides& cli) {
     apply_overrides(merged, cli, where);
     detail::validate_merged(merged, where);
     if (merged.sensor.empty()) merged.sensor = merged.hostname;
+    merged.config_file = cli.config_file.value_or(std::filesystem::path{});
+    merged.rules.resolved_file = resolve_rules_file(merged, where);
     return merged;
 }
 

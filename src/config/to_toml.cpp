@@ -14,6 +14,15 @@ std::string string_array(const std::vector<std::string>& values) {
     return text + "]";
 }
 
+template <typename Integer>
+std::string integer_array(const std::vector<Integer>& values) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < values.size(); ++i) text += (i == 0 ? "" : ", ") + std::to_string(values[i]);
+    return text + "]";
+}
+
+const char* boolean(bool value) { return value ? "true" : "false"; }
+
 std::string_view policy_name(smtp::auth_policy::mode mode) {
     switch (mode) {
         case smtp::auth_policy::mode::accept_all: return "accept-all";
@@ -38,7 +47,7 @@ void write_top_level(std::ostream& out, const settings& s) {
 void write_listeners(std::ostream& out, const settings& s) {
     for (const listener_config& listener : s.listeners)
         out << "\n[listeners." << listener.name << "]\n"
-            << "enabled = " << (listener.enabled ? "true" : "false") << '\n'
+            << "enabled = " << boolean(listener.enabled) << '\n'
             << "port = " << listener.port << '\n';
 }
 
@@ -67,6 +76,52 @@ void write_auth(std::ostream& out, const smtp::auth_policy& auth) {
         out << "\n[[auth.accept]]\nuser = " << toml_quote(user) << "\npassword = " << toml_quote(password) << '\n';
 }
 
+void write_rules(std::ostream& out, const rules_config& rules) {
+    out << "\n[rules]\n";
+    // Not a key: which rules load() found (the file, rules.toml beside --config, or the embedded ones).
+    if (!rules.resolved_file.empty())
+        out << "# in use: " << toml_quote(rules.resolved_file.string()) << '\n';
+    out << "file = " << toml_quote(rules.file.string()) << '\n'
+        << "max_scan_bytes = " << rules.max_scan_bytes << '\n';
+}
+
+void write_identity(std::ostream& out, const identity_config& identity) {
+    out << "\n[identity]\n"
+        << "ipv4 = " << string_array(identity.ipv4) << '\n'
+        << "ipv6 = " << string_array(identity.ipv6) << '\n'
+        << "interface_addresses = " << boolean(identity.interface_addresses) << '\n'
+        << "discover = " << boolean(identity.discover) << '\n'
+        << "discover_urls = " << string_array(identity.discover_urls) << '\n'
+        << "discover_timeout_ms = " << identity.discover_timeout_ms << '\n';
+}
+
+void write_relay(std::ostream& out, const relay_config& relay) {
+    out << "\n[relay]\n"
+        << "enabled = " << boolean(relay.enabled) << '\n'
+        << "daily = " << relay.daily << '\n'
+        << "per_recipient_daily = " << relay.per_recipient_daily << '\n'
+        << "per_sender_daily = " << relay.per_sender_daily << '\n'
+        << "per_client_ip_daily = " << relay.per_client_ip_daily << '\n'
+        << "per_domain_daily = " << relay.per_domain_daily << '\n'
+        << "max_size_bytes = " << relay.max_size_bytes << '\n'
+        << "max_recipients = " << relay.max_recipients << '\n'
+        << "test_mode = " << boolean(relay.test_mode) << '\n'
+        << "test_server = " << toml_quote(relay.test_server) << '\n'
+        << "test_recipient = " << toml_quote(relay.test_recipient) << '\n'
+        << "ports = " << integer_array(relay.ports) << '\n'
+        << "force_ipv4_domains = " << string_array(relay.force_ipv4_domains) << '\n'
+        << "dns_servers = " << string_array(relay.dns_servers) << '\n'
+        << "dns_timeout_ms = " << relay.dns_timeout_ms << '\n'
+        << "max_mx_hosts = " << relay.max_mx_hosts << '\n'
+        << "max_attempts = " << relay.max_attempts << '\n'
+        << "retry_base_seconds = " << relay.retry_base_seconds << '\n'
+        << "retry_max_seconds = " << relay.retry_max_seconds << '\n'
+        << "poll_interval_ms = " << relay.poll_interval_ms << '\n'
+        << "connect_timeout_seconds = " << relay.connect_timeout_seconds << '\n'
+        << "command_timeout_seconds = " << relay.command_timeout_seconds << '\n'
+        << "starttls = " << boolean(relay.starttls) << '\n';
+}
+
 }  // namespace
 
 std::string to_toml(const settings& effective) {
@@ -81,6 +136,9 @@ std::string to_toml(const settings& effective) {
     out << "\n[events]\n"
         << "rotate_bytes = " << effective.events.rotate_bytes << '\n'
         << "keep_files = " << effective.events.keep_files << '\n';
+    write_rules(out, effective.rules);
+    write_identity(out, effective.identity);
+    write_relay(out, effective.relay);
     return std::move(out).str();
 }
 

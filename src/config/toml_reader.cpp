@@ -101,6 +101,50 @@ public:
         return values;
     }
 
+    // An array of strings, each checked by `check` (an empty string = fine); an error names
+    // the line of the offending element.
+    template <typename Check>
+    std::optional<std::vector<std::string>> strings(std::string_view key, Check check) {
+        auto values = strings(key);
+        if (!values) return values;
+        const auto& array = *table_.get(key)->as_array();
+        for (std::size_t i = 0; i < values->size(); ++i)
+            if (const std::string problem = check((*values)[i]); !problem.empty()) fail(array[i], key, problem);
+        return values;
+    }
+
+    // A non-empty array of integers, each within `allowed`.
+    std::optional<std::vector<std::int64_t>> integers(std::string_view key, range allowed) {
+        const toml::node* node = find(key);
+        if (node == nullptr) return std::nullopt;
+        const std::string expected =
+            "an integer from " + std::to_string(allowed.min) + " to " + std::to_string(allowed.max);
+        const auto* array = node->as_array();
+        if (array == nullptr)
+            fail(*node, key, "expected a non-empty array of integers, got " + std::string(toml_type_name(node->type())));
+        if (array->empty()) fail(*node, key, "must list at least one value");
+        std::vector<std::int64_t> values;
+        for (const toml::node& element : *array) {
+            const auto* value = element.as_integer();
+            if (value == nullptr)
+                fail(element, key, "expected an array of integers, got an element that is " +
+                                       std::string(toml_type_name(element.type())));
+            if (value->get() < allowed.min || value->get() > allowed.max)
+                fail(element, key, "every element must be " + expected + ", got " + std::to_string(value->get()));
+            values.push_back(value->get());
+        }
+        return values;
+    }
+
+    // A string that is either empty or passes `check`.
+    template <typename Check>
+    std::optional<std::string> string(std::string_view key, Check check) {
+        auto value = string(key);
+        if (value && !value->empty())
+            if (const std::string problem = check(*value); !problem.empty()) fail(*table_.get(key), key, problem);
+        return value;
+    }
+
     const toml::table* table(std::string_view key) {
         const toml::node* node = find(key);
         if (node == nullptr) return nullptr;
@@ -276,6 +320,69 @@ void apply_events(table_reader& parent, event_log_config& target, const std::str
     read_integer(reader, "keep_files", {1, 10'000}, target.keep_files);
 }
 
+void apply_rules(table_reader& parent, rules_config& target, const std::string& origin, provenance& where) {
+    const toml::table* rules = parent.table("rules");
+    if (rules == nullptr) return;
+    table_reader reader(*rules, "rules", origin, where);
+    reader.only({"file", "max_scan_bytes"});
+    if (auto value = reader.string("file")) target.file = *value;
+    read_integer(reader, "max_scan_bytes", {1024, std::int64_t{1} << 30}, target.max_scan_bytes);
+}
+
+void apply_identity(table_reader& parent, identity_config& target, const std::string& origin, provenance& where) {
+    const toml::table* identity = parent.table("identity");
+    if (identity == nullptr) return;
+    table_reader reader(*identity, "identity", origin, where);
+    reader.only({"ipv4", "ipv6", "interface_addresses", "discover", "discover_urls", "discover_timeout_ms"});
+    if (auto value = reader.strings("ipv4", check_ipv4_address)) target.ipv4 = *value;
+    if (auto value = reader.strings("ipv6", check_ipv6_address)) target.ipv6 = *value;
+    if (auto value = reader.boolean("interface_addresses")) target.interface_addresses = *value;
+    if (auto value = reader.boolean("discover")) target.discover = *value;
+    if (auto value = reader.strings("discover_urls", check_url)) target.discover_urls = *value;
+    read_integer(reader, "discover_timeout_ms", {100, 60'000}, target.discover_timeout_ms);
+}
+
+std::string check_domain(std::string_view name) {
+    return check_hostname(name).empty() ? std::string{} : toml_quote(name) + " is not a domain name";
+}
+
+void apply_relay(table_reader& parent, relay_config& target, const std::string& origin, provenance& where) {
+    const toml::table* relay = parent.table("relay");
+    if (relay == nullptr) return;
+    table_reader reader(*relay, "relay", origin, where);
+    reader.only({"enabled", "daily", "per_recipient_daily", "per_sender_daily", "per_client_ip_daily",
+                 "per_domain_daily", "max_size_bytes", "max_recipients", "test_mode", "test_server", "test_recipient",
+                 "ports", "force_ipv4_domains", "dns_servers", "dns_timeout_ms", "max_mx_hosts", "max_attempts",
+                 "retry_base_seconds", "retry_max_seconds", "poll_interval_ms", "connect_timeout_seconds",
+                 "command_timeout_seconds", "starttls"});
+    if (auto value = reader.boolean("enabled")) target.enabled = *value;
+    read_integer(reader, "daily", {0, 100'000}, target.daily);
+    read_integer(reader, "per_recipient_daily", {0, 100'000}, target.per_recipient_daily);
+    read_integer(reader, "per_sender_daily", {0, 100'000}, target.per_sender_daily);
+    read_integer(reader, "per_client_ip_daily", {0, 100'000}, target.per_client_ip_daily);
+    read_integer(reader, "per_domain_daily", {0, 100'000}, target.per_domain_daily);
+    read_integer(reader, "max_size_bytes", {1, 100 << 20}, target.max_size_bytes);
+    read_integer(reader, "max_recipients", {1, 1000}, target.max_recipients);
+    if (auto value = reader.boolean("test_mode")) target.test_mode = *value;
+    if (auto value = reader.string("test_server", check_host_port)) target.test_server = *value;
+    if (auto value = reader.string("test_recipient", check_mail_address)) target.test_recipient = *value;
+    if (auto values = reader.integers("ports", {1, 65535})) {
+        target.ports.clear();
+        for (std::int64_t port : *values) target.ports.push_back(static_cast<std::uint16_t>(port));
+    }
+    if (auto value = reader.strings("force_ipv4_domains", check_domain)) target.force_ipv4_domains = *value;
+    if (auto value = reader.strings("dns_servers", check_dns_server)) target.dns_servers = *value;
+    read_integer(reader, "dns_timeout_ms", {100, 60'000}, target.dns_timeout_ms);
+    read_integer(reader, "max_mx_hosts", {1, 10}, target.max_mx_hosts);
+    read_integer(reader, "max_attempts", {1, 100}, target.max_attempts);
+    read_integer(reader, "retry_base_seconds", {1, 604'800}, target.retry_base_seconds);
+    read_integer(reader, "retry_max_seconds", {1, 604'800}, target.retry_max_seconds);
+    read_integer(reader, "poll_interval_ms", {100, 600'000}, target.poll_interval_ms);
+    read_integer(reader, "connect_timeout_seconds", {1, 3600}, target.connect_timeout_seconds);
+    read_integer(reader, "command_timeout_seconds", {1, 3600}, target.command_timeout_seconds);
+    if (auto value = reader.boolean("starttls")) target.starttls = *value;
+}
+
 toml::table parse_document(std::string_view toml_text, const std::string& origin) {
     try {
         return toml::parse(toml_text, origin);
@@ -291,13 +398,16 @@ void apply_toml(settings& target, std::string_view toml_text, const std::string&
     const toml::table doc = parse_document(toml_text, origin);
     table_reader reader(doc, "", origin, where);
     reader.only({"hostname", "sensor", "data_dir", "bind", "port_offset", "persona", "log_level", "local_users",
-                 "listeners", "tls", "limits", "auth", "events"});
+                 "listeners", "tls", "limits", "auth", "events", "rules", "identity", "relay"});
     apply_top_level(reader, doc, target);
     apply_listeners(reader, target, origin, where);
     apply_tls(reader, target, origin, where);
     apply_limits(reader, target.limits, origin, where);
     apply_auth(reader, target.auth, origin, where);
     apply_events(reader, target.events, origin, where);
+    apply_rules(reader, target.rules, origin, where);
+    apply_identity(reader, target.identity, origin, where);
+    apply_relay(reader, target.relay, origin, where);
 }
 
 }  // namespace relaybait::config::detail

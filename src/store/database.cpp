@@ -112,6 +112,61 @@ CREATE INDEX credentials_by_session ON credentials(session_id);
 CREATE INDEX credentials_by_peer ON credentials(peer_ip, id DESC);
 CREATE INDEX credentials_by_username ON credentials(username);
 )sql",
+    // 2: classification at DATA end (rule, kind, tags as a JSON array of strings, dropped) and
+    // maildir_path nullable: a dropped message keeps its row but has no file, and several such
+    // rows must not collide on the UNIQUE path. SQLite cannot relax NOT NULL in place, so the
+    // table is rebuilt (SQLite's documented 12-step procedure; migrate() runs with foreign keys
+    // off so that dropping the old table does not cascade into recipients).
+    // Index for `kind` filters: partial (only classified rows pay for it on insert); queries
+    // repeat its `kind <> ''` term so the planner can use it.
+    R"sql(
+CREATE TABLE messages_v2 (
+    id INTEGER PRIMARY KEY,
+    queue_id TEXT NOT NULL UNIQUE,
+    session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+    received_at TEXT NOT NULL,
+    peer_ip TEXT NOT NULL DEFAULT '',
+    peer_port INTEGER NOT NULL DEFAULT 0,
+    listener TEXT NOT NULL DEFAULT '',
+    helo_name TEXT NOT NULL DEFAULT '',
+    mail_from TEXT NOT NULL DEFAULT '',
+    mail_parameters TEXT NOT NULL DEFAULT '',
+    auth_username TEXT NOT NULL DEFAULT '',
+    tls_version TEXT NOT NULL DEFAULT '',
+    tls_cipher TEXT NOT NULL DEFAULT '',
+    via_bdat INTEGER NOT NULL DEFAULT 0,
+    folder TEXT NOT NULL DEFAULT '',
+    maildir_path TEXT UNIQUE,
+    size INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT '',
+    header_subject TEXT NOT NULL DEFAULT '',
+    header_from TEXT NOT NULL DEFAULT '',
+    header_to TEXT NOT NULL DEFAULT '',
+    header_date TEXT NOT NULL DEFAULT '',
+    header_message_id TEXT NOT NULL DEFAULT '',
+    header_x_mailer TEXT NOT NULL DEFAULT '',
+    header_user_agent TEXT NOT NULL DEFAULT '',
+    rule TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    dropped INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO messages_v2(id, queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from,
+    mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256,
+    header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent)
+SELECT id, queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from,
+    mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256,
+    header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent
+FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+CREATE INDEX messages_by_session ON messages(session_id);
+CREATE INDEX messages_by_peer ON messages(peer_ip, id DESC);
+CREATE INDEX messages_by_sha256 ON messages(sha256);
+CREATE INDEX messages_by_folder ON messages(folder, id DESC);
+CREATE INDEX messages_by_received ON messages(received_at DESC);
+CREATE INDEX messages_by_kind ON messages(kind, id DESC) WHERE kind <> '';
+)sql",
 };
 constexpr int latest_version = static_cast<int>(std::size(migrations));
 constexpr std::size_t max_limit = 10'000;
@@ -161,6 +216,29 @@ std::string transcript_to_json(const std::vector<transcript_line>& lines) {
         array.push_back(std::move(o));
     }
     return boost::json::serialize(array);
+}
+
+// Tags: a JSON array of strings. Bytes that are not UTF-8 are kept as they are (read back with
+// allow_invalid_utf8), like every other text column.
+std::string tags_to_json(const std::vector<std::string>& tags) {
+    if (tags.empty()) return "[]";
+    boost::json::array array;
+    array.reserve(tags.size());
+    for (const auto& t : tags) array.emplace_back(t);
+    return boost::json::serialize(array);
+}
+
+std::vector<std::string> tags_from_json(std::string_view text) {
+    std::vector<std::string> tags;
+    if (text.empty() || text == "[]") return tags;
+    boost::json::parse_options options;
+    options.allow_invalid_utf8 = true;
+    boost::system::error_code ec;
+    auto value = boost::json::parse(text, ec, {}, options);
+    if (ec || !value.is_array()) return tags;
+    for (const auto& item : value.as_array())
+        if (item.is_string()) tags.emplace_back(item.get_string());
+    return tags;
 }
 
 std::vector<transcript_line> transcript_from_json(std::string_view text) {
@@ -391,13 +469,17 @@ struct database::impl {
         try {
             sqlite3_extended_result_codes(db, 1);
             sqlite3_busy_timeout(db, 10'000);
-            exec("PRAGMA foreign_keys=ON");
             if (m == mode::read_write) {
                 exec("PRAGMA journal_mode=WAL");
                 exec("PRAGMA synchronous=FULL");
+                // Table rebuilds in migrations must not fire ON DELETE actions (the pragma is a
+                // no-op inside a transaction, so it is switched around migrate()).
+                exec("PRAGMA foreign_keys=OFF");
                 migrate();
+                exec("PRAGMA foreign_keys=ON");
                 start_checkpointer();
             } else {
+                exec("PRAGMA foreign_keys=ON");
                 version = read_version();
                 if (version == 0)
                     throw std::runtime_error(file + ": not a relaybait database (no schema_migrations)");
@@ -437,7 +519,8 @@ struct database::impl {
     static constexpr const char* message_columns =
         "id, queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from, "
         "mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256, "
-        "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent";
+        "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent, "
+        "rule, kind, tags, dropped";
 
     message_record read_message(const statement& s) const {
         message_record m;
@@ -467,6 +550,10 @@ struct database::impl {
         m.headers.message_id = s.text(c++);
         m.headers.x_mailer = s.text(c++);
         m.headers.user_agent = s.text(c++);
+        m.rule = s.text(c++);
+        m.kind = s.text(c++);
+        m.tags = tags_from_json(s.text(c++));
+        m.dropped = s.integer(c++) != 0;
         auto r = prepare("SELECT address FROM recipients WHERE message_id=?1 ORDER BY position");
         r.bind(1, m.id);
         while (r.step()) m.recipients.push_back(r.text(0));
@@ -509,12 +596,18 @@ struct database::impl {
     struct where {
         std::string sql;
         std::vector<std::string> values;
-        void add(const char* column, const std::optional<std::string>& v) {
+        void add(const char* column, const std::optional<std::string>& v, const char* op = "=") {
             if (!v) return;
             sql += sql.empty() ? " WHERE " : " AND ";
             sql += column;
-            sql += "=?" + std::to_string(values.size() + 1);
+            sql += op;
+            sql += "?" + std::to_string(values.size() + 1);
             values.push_back(*v);
+        }
+        // kind=? plus the partial index's own term, so messages_by_kind is usable ("" = unclassified).
+        void add_kind(const std::optional<std::string>& v) {
+            add("kind", v);
+            if (v && !v->empty()) sql += " AND kind<>''";
         }
         std::string tail(const char* order) const {
             return sql + " ORDER BY " + order + " LIMIT ?" + std::to_string(values.size() + 1) + " OFFSET ?" +
@@ -573,15 +666,20 @@ std::int64_t database::insert_message(const message_record& m) {
     auto s = d.prepare(
         "INSERT INTO messages(queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from, "
         "mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256, "
-        "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent) "
-        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)");
+        "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent, "
+        "rule, kind, tags, dropped) "
+        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)");
     s.bind(1, m.queue_id).bind_session(2, m.session_id).bind(3, m.received_at).bind(4, m.peer_ip)
         .bind(5, std::int64_t{m.peer_port}).bind(6, m.listener).bind(7, m.helo_name).bind(8, m.mail_from)
         .bind(9, m.mail_parameters).bind(10, m.auth_username).bind(11, m.tls_version).bind(12, m.tls_cipher)
-        .bind(13, std::int64_t{m.via_bdat}).bind(14, m.folder).bind(15, m.maildir_path)
+        .bind(13, std::int64_t{m.via_bdat}).bind(14, m.folder)
         .bind(16, static_cast<std::int64_t>(m.size)).bind(17, m.sha256).bind(18, m.headers.subject)
         .bind(19, m.headers.from).bind(20, m.headers.to).bind(21, m.headers.date).bind(22, m.headers.message_id)
-        .bind(23, m.headers.x_mailer).bind(24, m.headers.user_agent);
+        .bind(23, m.headers.x_mailer).bind(24, m.headers.user_agent).bind(25, m.rule).bind(26, m.kind)
+        .bind(27, tags_to_json(m.tags)).bind(28, std::int64_t{m.dropped});
+    // No file (dropped): NULL, so that such rows do not collide on the UNIQUE path.
+    if (m.maildir_path.empty()) s.bind_null(15);
+    else s.bind(15, m.maildir_path);
     s.run();
     const std::int64_t id = sqlite3_last_insert_rowid(d.db);
     std::int64_t position = 0;
@@ -643,6 +741,8 @@ std::vector<message_record> database::list_messages(const list_filter& f) const 
     w.add("session_id", f.session_id);
     w.add("peer_ip", f.peer_ip);
     w.add("folder", f.folder);
+    w.add("received_at", f.since, ">=");
+    w.add_kind(f.kind);
     auto s = impl_->prepare(std::string("SELECT ") + impl::message_columns + " FROM messages" + w.tail("id DESC"));
     w.bind(s, f);
     std::vector<message_record> out;
@@ -742,6 +842,117 @@ std::uint64_t database::count_credentials() const {
     auto s = impl_->prepare("SELECT COUNT(*) FROM credentials");
     s.step();
     return static_cast<std::uint64_t>(s.integer(0));
+}
+
+// ---- operator edits (message_admin) and statistics ------------------------------------
+
+bool database::update_message_location(std::int64_t id, const std::string& folder, const std::string& maildir_path) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->prepare("UPDATE messages SET folder=?2, maildir_path=?3 WHERE id=?1")
+        .bind(1, id).bind(2, folder).bind(3, maildir_path)
+        .run();
+    return sqlite3_changes(impl_->db) > 0;
+}
+
+bool database::relocate_maildir_path(const std::string& old_path, const std::string& folder,
+                                     const std::string& new_path) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->prepare("UPDATE messages SET folder=?2, maildir_path=?3 WHERE maildir_path=?1")
+        .bind(1, old_path).bind(2, folder).bind(3, new_path)
+        .run();
+    return sqlite3_changes(impl_->db) > 0;
+}
+
+bool database::set_message_tags(std::int64_t id, const std::vector<std::string>& tags) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->prepare("UPDATE messages SET tags=?2 WHERE id=?1").bind(1, id).bind(2, tags_to_json(tags)).run();
+    return sqlite3_changes(impl_->db) > 0;
+}
+
+std::optional<std::vector<std::string>> database::add_message_tags(std::int64_t id,
+                                                                   const std::vector<std::string>& tags) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    auto& d = *impl_;
+    // Read-modify-write in one IMMEDIATE transaction: two concurrent editors cannot lose a tag.
+    const bool own = sqlite3_get_autocommit(d.db) != 0;
+    if (own) d.exec("BEGIN IMMEDIATE");
+    try {
+        std::optional<std::vector<std::string>> result;
+        {
+            auto s = d.prepare("SELECT tags FROM messages WHERE id=?1");
+            s.bind(1, id);
+            if (s.step()) result = tags_from_json(s.text(0));
+        }
+        if (result) {
+            bool changed = false;
+            for (const auto& t : tags) {
+                if (std::find(result->begin(), result->end(), t) != result->end()) continue;
+                result->push_back(t);
+                changed = true;
+            }
+            if (changed) d.prepare("UPDATE messages SET tags=?2 WHERE id=?1").bind(1, id).bind(2, tags_to_json(*result)).run();
+        }
+        if (own) d.exec("COMMIT");
+        return result;
+    } catch (...) {
+        if (own && !sqlite3_get_autocommit(d.db)) sqlite3_exec(d.db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+bool database::mark_message_dropped(std::int64_t id) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->prepare("UPDATE messages SET dropped=1, maildir_path=NULL WHERE id=?1").bind(1, id).run();
+    return sqlite3_changes(impl_->db) > 0;
+}
+
+message_statistics database::message_stats(std::optional<std::string> since, std::size_t top) const {
+    std::lock_guard lock(impl_->mutex);
+    auto& d = *impl_;
+    // One read transaction, so the numbers agree with each other while the server writes.
+    const bool own = sqlite3_get_autocommit(d.db) != 0;
+    if (own) d.exec("BEGIN");
+    message_statistics out;
+    try {
+        const std::string where = since ? " WHERE received_at>=?1" : "";
+        const auto bind_since = [&](statement& s, int limit_index) {
+            if (since) s.bind(1, *since);
+            if (limit_index) s.bind(limit_index, static_cast<std::int64_t>(std::min(top, max_limit)));
+        };
+        {
+            auto s = d.prepare("SELECT COUNT(*), COALESCE(SUM(dropped), 0) FROM messages" + where);
+            bind_since(s, 0);
+            if (s.step()) {
+                out.total = static_cast<std::uint64_t>(s.integer(0));
+                out.dropped = static_cast<std::uint64_t>(s.integer(1));
+            }
+        }
+        const auto group = [&](const char* column, const std::string& extra, bool limited,
+                               std::vector<std::pair<std::string, std::uint64_t>>& into) {
+            const int limit_index = limited ? (since ? 2 : 1) : 0;
+            std::string sql = std::string("SELECT ") + column + ", COUNT(*) AS n FROM messages" + where;
+            if (!extra.empty()) sql += (where.empty() ? " WHERE " : " AND ") + extra;
+            sql += std::string(" GROUP BY ") + column + " ORDER BY n DESC, " + column;
+            if (limited) sql += " LIMIT ?" + std::to_string(limit_index);
+            auto s = d.prepare(sql);
+            bind_since(s, limit_index);
+            while (s.step()) into.emplace_back(s.text(0), static_cast<std::uint64_t>(s.integer(1)));
+        };
+        group("folder", "dropped=0", false, out.by_folder);
+        group("kind", "", false, out.by_kind);
+        group("peer_ip", "", true, out.top_client_ips);
+        group("mail_from", "", true, out.top_senders);
+        if (own) d.exec("COMMIT");
+    } catch (...) {
+        if (own && !sqlite3_get_autocommit(d.db)) sqlite3_exec(d.db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+    return out;
 }
 
 }  // namespace relaybait::store

@@ -17,12 +17,20 @@
 // U+FFFD) and, only when the line was not valid UTF-8, "b64" holds the exact bytes; reads
 // return the exact bytes. Other text columns keep the bytes as received (attacker data: a
 // reader that prints JSON must sanitise, see events/json_safe.hpp).
-// list_filter: session_id and peer_ip apply to every list, folder to messages only;
-// limit is capped at 10,000.
+// list_filter: session_id and peer_ip apply to every list, folder, since and kind to messages
+// only; limit is capped at 10,000.
+//
+// Added (classification, message_admin, `relaybait stats`): schema version 2 adds
+// messages.{rule, kind, tags (JSON array), dropped} and makes maildir_path NULL for dropped
+// rows (read back as ""); a partial index messages_by_kind (only classified rows) serves the
+// kind filter. The operator edits below are each one short transaction (autocommit, or
+// BEGIN IMMEDIATE for read-modify-write), safe on a read_write connection while the server runs.
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "store/records.hpp"
@@ -37,6 +45,15 @@ struct list_filter {
     std::optional<std::string> folder;
     std::optional<std::string> since;  // received_at >= since (ISO 8601 prefix: "2026-11-23" works)
     std::optional<std::string> kind;   // messages classified with this rule kind ("probe")
+};
+
+// `relaybait stats`: counts over messages received at or after `since` (all when nullopt).
+// by_folder counts the messages still filed (dropped ones excluded), "" = the inbox; by_kind
+// counts every message, "" = unclassified; top_* are limited to `top` entries. Each list is
+// sorted by count, largest first (ties by name).
+struct message_statistics {
+    std::uint64_t total = 0, dropped = 0;
+    std::vector<std::pair<std::string, std::uint64_t>> by_folder, by_kind, top_client_ips, top_senders;
 };
 
 class database {
@@ -78,6 +95,17 @@ public:
     std::uint64_t count_messages() const;
     std::uint64_t count_sessions() const;
     std::uint64_t count_credentials() const;
+
+    // Added for message_admin (store/message_admin.hpp) and recovery; false when no such row.
+    bool update_message_location(std::int64_t id, const std::string& folder, const std::string& maildir_path);
+    // The row at old_path now lives at new_path in `folder` (recovery of an interrupted move).
+    bool relocate_maildir_path(const std::string& old_path, const std::string& folder, const std::string& new_path);
+    bool set_message_tags(std::int64_t id, const std::vector<std::string>& tags);
+    // Appends the tags not already present, atomically; the resulting tags, nullopt when no row.
+    std::optional<std::vector<std::string>> add_message_tags(std::int64_t id, const std::vector<std::string>& tags);
+    bool mark_message_dropped(std::int64_t id);  // dropped = 1, maildir_path empty
+
+    message_statistics message_stats(std::optional<std::string> since, std::size_t top = 10) const;
 
 private:
     struct impl;

@@ -12,10 +12,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -24,6 +26,13 @@
 #include <system_error>
 #include <thread>
 #include <vector>
+
+// spdlog when the store is linked with it (spdlog::spdlog defines SPDLOG_COMPILED_LIB); stderr
+// otherwise, never a second header-only spdlog with its own registry.
+#if defined(SPDLOG_COMPILED_LIB) && __has_include(<spdlog/spdlog.h>)
+#include <spdlog/spdlog.h>
+#define RELAYBAIT_STORE_SPDLOG 1
+#endif
 
 namespace relaybait::store {
 namespace fs = std::filesystem;
@@ -34,6 +43,14 @@ constexpr std::uint64_t write_behind_bytes = 64 * 1024;
 
 std::string errno_text(const char* what, const fs::path& p) {
     return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
+}
+
+void log_warning(const std::string& text) {
+#ifdef RELAYBAIT_STORE_SPDLOG
+    spdlog::warn("store: {}", text);
+#else
+    std::fprintf(stderr, "relaybait store: %s\n", text.c_str());
+#endif
 }
 
 void name_thread(const char* name) { ::pthread_setname_np(::pthread_self(), name); }  // for top/perf
@@ -50,7 +67,7 @@ class pending_message {
 public:
     enum class state { open, committing, aborted };
 
-    pending_message(std::string f, std::string t) : folder(std::move(f)), trace(std::move(t)) {}
+    pending_message(std::string f, std::string t) : folder(std::move(f)), trace(std::move(t)), target_folder(folder) {}
     ~pending_message() {
         if (fd >= 0) ::close(fd);
         if (owns_file) ::unlink(file_path.c_str());
@@ -68,6 +85,7 @@ public:
     state st = state::open;
     message_record record;
     std::function<void(commit_result)> done;
+    store::classifier classify;  // set by commit, used by the writer that finishes the message
 
     std::atomic<std::uint64_t> unwritten{0};
 
@@ -81,6 +99,10 @@ public:
     EVP_MD_CTX* sha = nullptr;
     std::string head;  // first max_header_capture bytes of the message
     std::string error;
+    // What the classifier decided (folder normalised to what was applied, "" = kept).
+    std::string target_folder;  // where the file goes: `folder` unless the classifier moved it
+    bool dropped = false;       // classified drop: no file, the row only
+    store::classification decided;
 };
 
 struct ingest::impl {
@@ -262,7 +284,8 @@ struct ingest::impl {
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
         m.name = maildir_unique_name(us / 1'000'000, us % 1'000'000, pid, ++sequence, host);
         m.file_path = (m.folder.empty() ? maildir : maildir / m.folder) / "tmp" / m.name;
-        m.fd = ::open(m.file_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        // Read-write: a classifier reads the message back at commit (one pread, page cache).
+        m.fd = ::open(m.file_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (m.fd < 0) {
             m.error = errno_text("create", m.file_path);
             return false;
@@ -331,11 +354,22 @@ struct ingest::impl {
             r.sha256 = hex(digest, len);
             r.size = m.body_size;
             r.headers = parse_headers(m.head);
+            if (m.classify.classify) {
+                classify(m);
+                m.classify.classify = nullptr;  // release what it captured
+            }
             std::string().swap(m.head);
-            r.folder = m.folder;
+            r.folder = m.target_folder;
             if (r.received_at.empty()) r.received_at = events::iso8601_utc_now();
             if (r.queue_id.empty()) r.queue_id = m.name;
-            if (options.fsync && options.sync == sync_method::per_file) {
+            if (m.dropped) {
+                // Only the row is kept: the file goes now, unsynced (nothing of it must survive;
+                // should a crash resurrect it in tmp/, recovery moves it out uncounted).
+                ::close(m.fd);
+                m.fd = -1;
+                if (::unlink(m.file_path.c_str()) != 0) log_warning(errno_text("unlink", m.file_path));
+                m.owns_file = false;
+            } else if (options.fsync && options.sync == sync_method::per_file) {
                 const auto t0 = clock::now();
                 if (::fdatasync(m.fd) != 0) fail(m, errno_text("fdatasync", m.file_path));
                 file_sync_us += micros(t0);
@@ -348,6 +382,78 @@ struct ingest::impl {
             ready.push_back(mp);
         }
         commit_wake.notify_one();
+    }
+
+    // ---- classification (writer thread, before the file is synced) --------------------
+
+    // A classifier that throws on every message must not flood the log: the first ten, then
+    // one in a thousand, with the running count.
+    std::atomic<std::uint64_t> classifier_failures{0};
+    void classifier_failed(const pending_message& m, const char* what) {
+        const auto n = ++classifier_failures;
+        if (n <= 10 || n % 1000 == 0)
+            log_warning("classifier failed on " + m.name + ": " + what + "; filed as unclassified (" +
+                        std::to_string(n) + " failure" + (n == 1 ? "" : "s") + " so far)");
+    }
+
+    void classify(pending_message& m) {
+        const classifier& c = m.classify;
+        const std::uint64_t want = std::min<std::uint64_t>(m.body_size, c.max_bytes);
+        const bool truncated = m.body_size > c.max_bytes;
+        std::string_view message;
+        std::unique_ptr<char[]> buffer;
+        if (m.head.size() >= want) {
+            message = std::string_view(m.head).substr(0, want);  // small message: still in memory
+        } else {
+            buffer = std::make_unique_for_overwrite<char[]>(want);
+            std::uint64_t got = 0;
+            while (got < want) {
+                const ssize_t n = ::pread(m.fd, buffer.get() + got, want - got,
+                                          static_cast<off_t>(m.trace.size() + got));
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) {
+                    log_warning((n < 0 ? errno_text("pread", m.file_path) : "short read of " + m.file_path.string()) +
+                                "; message not classified");
+                    return;
+                }
+                got += static_cast<std::uint64_t>(n);
+            }
+            message = std::string_view(buffer.get(), want);
+        }
+        classification out;
+        try {
+            out = c.classify(message, truncated);
+        } catch (const std::exception& e) {
+            classifier_failed(m, e.what());
+            return;
+        } catch (...) {
+            classifier_failed(m, "unknown exception");
+            return;
+        }
+        if (!out.folder.empty()) {
+            std::string folder = out.folder.front() == '.' ? out.folder : "." + out.folder;
+            if (!valid_folder_name(folder)) {
+                log_warning("classifier folder \"" + out.folder + "\" (rule \"" + out.rule +
+                            "\") is not a valid Maildir++ folder; kept " + (m.folder.empty() ? "the inbox" : m.folder));
+                folder.clear();
+            } else if (!out.drop) {
+                try {
+                    ensure_folder(folder);
+                } catch (const std::exception& e) {
+                    log_warning("cannot create folder " + folder + ": " + e.what() + "; kept " +
+                                (m.folder.empty() ? "the inbox" : m.folder));
+                    folder.clear();
+                }
+            }
+            if (!folder.empty()) m.target_folder = folder;
+            out.folder = std::move(folder);
+        }
+        auto& r = m.record;
+        r.rule = out.rule;
+        r.kind = out.kind;
+        r.tags = out.tags;
+        r.dropped = m.dropped = out.drop;
+        m.decided = std::move(out);
     }
 
     // ---- group commit, two pipelined stages ------------------------------------------
@@ -405,10 +511,13 @@ struct ingest::impl {
         // Renames into new/.
         std::map<std::string, std::vector<std::size_t>> by_folder;
         for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!ok[i]) continue;
+            if (!ok[i] || batch[i]->dropped) continue;  // a dropped message has no file: its row only
             auto& m = *batch[i];
             const std::string final_name = m.name + ",S=" + std::to_string(m.file_size);
-            const fs::path dir = m.folder.empty() ? maildir : maildir / m.folder;
+            // Into the new/ of the folder the classifier chose (tmp/ may be another folder's:
+            // one filesystem, so the rename is atomic); by_folder has its new/ fsync'd below.
+            const std::string& folder = m.target_folder;
+            const fs::path dir = folder.empty() ? maildir : maildir / folder;
             fs::path target = dir / "new" / final_name;
             if (::rename(m.file_path.c_str(), target.c_str()) != 0) {
                 fail(m, errno_text("rename", m.file_path));
@@ -416,8 +525,8 @@ struct ingest::impl {
                 continue;
             }
             m.file_path = std::move(target);
-            m.record.maildir_path = "maildir/" + (m.folder.empty() ? std::string() : m.folder + "/") + "new/" + final_name;
-            by_folder[m.folder].push_back(i);
+            m.record.maildir_path = "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + final_name;
+            by_folder[folder].push_back(i);
         }
         const std::uint64_t rename_time = micros(t0);
         t0 = clock::now();
@@ -518,6 +627,9 @@ struct ingest::impl {
         std::uint64_t good = 0;
         for (std::size_t i = 0; i < messages.size(); ++i) {
             auto& m = *messages[i];
+            results[i].sha256 = m.record.sha256;
+            results[i].size = m.record.size;
+            results[i].classification = std::move(m.decided);
             if (ok[i]) {
                 m.owns_file = false;  // durable and counted: the file now belongs to the Maildir
                 results[i].ok = true;
@@ -581,7 +693,7 @@ std::uint64_t ingest::unwritten_bytes(const std::shared_ptr<pending_message>& m)
 }
 
 void ingest::commit(const std::shared_ptr<pending_message>& m, message_record record,
-                    std::function<void(commit_result)> done) {
+                    std::function<void(commit_result)> done, classifier classify) {
     if (!m) {
         if (done) done(commit_result{.ok = false, .error = "no message"});
         return;
@@ -597,6 +709,7 @@ void ingest::commit(const std::shared_ptr<pending_message>& m, message_record re
         m->st = pending_message::state::committing;
         m->record = std::move(record);
         m->done = std::move(done);
+        m->classify = std::move(classify);
         if (!m->scheduled) schedule = m->scheduled = true;
     }
     if (schedule) impl_->schedule(m);

@@ -14,10 +14,15 @@
 //  1. writer thread (per-message order kept like a strand): opens maildir/<folder>/tmp/<name>
 //     lazily, writes trace headers then the bytes, feeding SHA-256 and size (message bytes
 //     only) and keeping the first 64 KB for header parsing.
-//  2. at commit, on that writer thread: headers parsed, fdatasync(file) (sync::per_file).
+//  2. at commit, on that writer thread: headers parsed; with a classifier, it runs on the
+//     message bytes (the first 64 KB kept in memory, else one pread of the page-cached tmp
+//     file, trace headers skipped) and its folder is created if needed; a drop unlinks the
+//     tmp file here (never synced); else fdatasync(file) (sync::per_file).
 //  3. group commit in two overlapping stages, per batch (up to max_batch ready commits):
-//     a) rename tmp/<name> -> new/<name>,S=<size>, then ONE flush for the whole batch (syncfs
-//        by default, or fdatasync per file + fsync of each touched new/ with sync::per_file);
+//     a) rename tmp/<name> -> new/<name>,S=<size> (new/ of the classifier's folder, which may
+//        differ from the tmp/'s: same filesystem), then ONE flush for the whole batch (syncfs
+//        by default, or fdatasync per file + fsync of each destination new/ with sync::per_file);
+//        dropped messages have no file and skip this stage;
 //     b) ONE SQLite transaction (synchronous=FULL) with the pending session rows, the
 //        credential rows and every message row (+ recipients; one SAVEPOINT per message so one
 //        bad row fails only its message); COMMIT; then each done(ok=true).
@@ -34,7 +39,8 @@
 // keeps "counted" == "acknowledged". Because batches are committed one at a time, at most
 // one batch (max_batch files) can be in that state; the scan itself reads new/ of every
 // folder once (cur/ belongs to Dovecot and is never touched). A DB row always has its file,
-// since the rename and the directory fsync precede the COMMIT.
+// since the rename and the directory fsync precede the COMMIT; except a dropped row, which has
+// no path (NULL in the database) and needs no file (a tmp/ leftover of it is moved out as above).
 // One process per data directory: DATA/relaybait.lock is flock'd (a second ingest throws).
 #include <chrono>
 #include <cstdint>

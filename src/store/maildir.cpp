@@ -95,7 +95,7 @@ void create_maildir_folder(const fs::path& root, std::string_view folder) {
     if (root_changed) fsync_directory(root);
 }
 
-recovery_report recover_maildir(const fs::path& data_dir, const database& db) {
+recovery_report recover_maildir(const fs::path& data_dir, database& db) {
     recovery_report report;
     const fs::path root = data_dir / "maildir";
     const fs::path recovered = data_dir / "maildir-recovered";
@@ -116,6 +116,20 @@ recovery_report recover_maildir(const fs::path& data_dir, const database& db) {
         for (int i = 1; fs::exists(target); ++i) target = recovered / (label + "." + std::to_string(i));
         fs::rename(file, target);
     };
+    const auto rel_new = [](const std::string& folder, const std::string& name) {
+        return "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + name;
+    };
+    // A move_message interrupted between its rename and its UPDATE: the row still names the
+    // file in another folder's new/, where it no longer is. Completes the move.
+    const auto finish_move = [&](const std::string& folder, const std::string& name, const std::string& rel) {
+        for (const auto& other : folders) {
+            if (other == folder) continue;
+            const std::string old_rel = rel_new(other, name);
+            if (!db.has_maildir_path(old_rel) || fs::exists(data_dir / old_rel)) continue;
+            return db.relocate_maildir_path(old_rel, folder, rel);
+        }
+        return false;
+    };
     for (const auto& folder : folders) {
         const fs::path dir = folder.empty() ? root : root / folder;
         const std::string label = folder.empty() ? "INBOX" : folder.substr(1);
@@ -131,8 +145,12 @@ recovery_report recover_maildir(const fs::path& data_dir, const database& db) {
             for (const auto& entry : fs::directory_iterator(dir / "new")) {
                 if (!entry.is_regular_file()) continue;
                 const std::string name = entry.path().filename().string();
-                const std::string rel = "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + name;
+                const std::string rel = rel_new(folder, name);
                 if (db.has_maildir_path(rel)) continue;
+                if (finish_move(folder, name, rel)) {
+                    ++report.moves_completed;
+                    continue;
+                }
                 move_out(entry.path(), label + "_new_" + name);
                 ++report.orphans;
                 changed = true;

@@ -31,13 +31,18 @@ void create_maildir_folder(const std::filesystem::path& maildir_root, std::strin
 struct recovery_report {
     std::uint64_t tmp_files = 0;  // partial messages found in tmp/ (never acknowledged)
     std::uint64_t orphans = 0;    // files in new/ without a database row (never acknowledged)
+    std::uint64_t moves_completed = 0;  // added: interrupted move_message, row updated to the file
 };
 
 // Start-up reconciliation of DATA/maildir against the database, before any new message:
 // every file in a tmp/ and every file in a new/ whose path has no messages row is moved to
 // DATA/maildir-recovered/ (kept for forensics, never counted). See ingest.hpp for why this
 // is exactly the set of unacknowledged messages. cur/ is never touched (Dovecot's).
-recovery_report recover_maildir(const std::filesystem::path& data_dir, const database& db);
+// Changed: takes the database writable. A file in new/ without a row whose name has a row in
+// another folder's new/ where that file is missing is the trace of an interrupted
+// move_message (store/message_admin.hpp: rename, then UPDATE): the row is pointed at the file
+// (moves_completed) instead of moving the file out. Dropped rows have no path and no file.
+recovery_report recover_maildir(const std::filesystem::path& data_dir, database& db);
 
 // fsync of a directory (by path); throws std::system_error.
 void fsync_directory(const std::filesystem::path& dir);

@@ -235,3 +235,205 @@ TEST(Database, ReadersWorkWhileAWriterCommits) {
     EXPECT_GT(reads.load(), 0);
     EXPECT_EQ(writer.count_messages(), 500u);
 }
+
+TEST(Database, ClassificationColumnsRoundTrip) {
+    temp_dir dir;
+    database db(dir.path / "relaybait.db", database::mode::read_write);
+    auto m = sample_message(1);
+    m.rule = "relay-probe";
+    m.kind = "probe";
+    m.tags = {"a", "quote\"d", "\xFF bytes"};
+    auto d1 = sample_message(2), d2 = sample_message(3);
+    d1.maildir_path.clear(), d2.maildir_path.clear();  // dropped rows have no path, several of them
+    d1.dropped = d2.dropped = true;
+    db.begin();
+    const auto id = db.insert_message(m);
+    const auto i1 = db.insert_message(d1);
+    const auto i2 = db.insert_message(d2);
+    db.commit();
+    const auto r = db.find_message(id);
+    EXPECT_EQ(r->rule, "relay-probe");
+    EXPECT_EQ(r->kind, "probe");
+    EXPECT_EQ(r->tags, m.tags);
+    EXPECT_FALSE(r->dropped);
+    for (auto i : {i1, i2}) {
+        EXPECT_TRUE(db.find_message(i)->dropped);
+        EXPECT_EQ(db.find_message(i)->maildir_path, "");
+        EXPECT_TRUE(db.find_message(i)->tags.empty());
+    }
+    EXPECT_FALSE(db.has_maildir_path(""));
+    EXPECT_TRUE(db.update_message_location(id, ".Probes", "maildir/.Probes/new/1"));
+    EXPECT_EQ(db.find_message(id)->maildir_path, "maildir/.Probes/new/1");
+    EXPECT_FALSE(db.update_message_location(9999, "", "x"));
+    EXPECT_TRUE(db.mark_message_dropped(id));
+    EXPECT_TRUE(db.find_message(id)->dropped);
+    EXPECT_EQ(db.find_message(id)->maildir_path, "");
+    EXPECT_FALSE(db.mark_message_dropped(9999));
+    database ro(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_THROW(ro.set_message_tags(id, {"x"}), std::runtime_error);
+}
+
+TEST(Database, ListFiltersSinceAndKind) {
+    temp_dir dir;
+    database db(dir.path / "relaybait.db", database::mode::read_write);
+    db.begin();
+    for (int i = 1; i <= 12; ++i) {
+        auto m = sample_message(i);
+        m.received_at = "2026-11-" + std::to_string(10 + i) + "T12:00:00.000000Z";
+        m.kind = i % 3 == 0 ? "probe" : i % 3 == 1 ? "spam" : "";
+        db.insert_message(m);
+    }
+    db.commit();
+    EXPECT_EQ(db.list_messages({.limit = 100, .since = "2026-11-20"}).size(), 3u);  // 20, 21, 22
+    EXPECT_EQ(db.list_messages({.limit = 100, .since = "2026-11-20T12:00:00.000000Z"}).size(), 3u);
+    EXPECT_EQ(db.list_messages({.limit = 100, .since = "2026-11-20T12:00:01"}).size(), 2u);
+    EXPECT_EQ(db.list_messages({.limit = 100, .since = "2027"}).size(), 0u);
+    const auto probes = db.list_messages({.limit = 100, .kind = "probe"});
+    ASSERT_EQ(probes.size(), 4u);
+    EXPECT_EQ(probes.front().queue_id, "Q12");
+    for (const auto& p : probes) EXPECT_EQ(p.kind, "probe");
+    EXPECT_EQ(db.list_messages({.limit = 100, .kind = ""}).size(), 4u);  // unclassified
+    EXPECT_EQ(db.list_messages({.limit = 100, .kind = "' OR 1=1 --"}).size(), 0u);
+    EXPECT_EQ(db.list_messages({.limit = 100, .since = "2026-11-18", .kind = "spam"}).size(), 1u);  // 19
+    EXPECT_EQ(db.list_messages({.limit = 100, .folder = ".Probes", .kind = "probe"}).size(), 4u);  // i % 3 == 0
+
+    // The kind filter can use the partial index.
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path / "relaybait.db").c_str(), &raw), SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw, "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE kind=?1 AND kind<>'' ORDER BY id DESC",
+                                 -1, &s, nullptr),
+              SQLITE_OK);
+    std::string plan;
+    while (sqlite3_step(s) == SQLITE_ROW) plan += reinterpret_cast<const char*>(sqlite3_column_text(s, 3));
+    EXPECT_NE(plan.find("messages_by_kind"), std::string::npos) << plan;
+    sqlite3_finalize(s);
+    sqlite3_close(raw);
+}
+
+TEST(Database, MessageStatistics) {
+    temp_dir dir;
+    database db(dir.path / "relaybait.db", database::mode::read_write);
+    db.begin();
+    for (int i = 1; i <= 12; ++i) {
+        auto m = sample_message(i);
+        m.received_at = "2026-11-" + std::to_string(10 + i) + "T12:00:00.000000Z";
+        m.peer_ip = i <= 6 ? "198.51.100.1" : i <= 10 ? "198.51.100.2" : "198.51.100." + std::to_string(i);
+        m.mail_from = i % 2 ? "a@b" : "";
+        m.kind = i % 4 == 0 ? "probe" : "";
+        if (i == 12) m.dropped = true, m.maildir_path.clear();
+        db.insert_message(m);
+    }
+    db.commit();
+    const auto all = db.message_stats(std::nullopt, 2);
+    EXPECT_EQ(all.total, 12u);
+    EXPECT_EQ(all.dropped, 1u);
+    // i % 3 == 0 -> .Probes: 3, 6, 9 (12 dropped, not filed); the rest in the inbox.
+    EXPECT_EQ(all.by_folder, (std::vector<std::pair<std::string, std::uint64_t>>{{"", 8}, {".Probes", 3}}));
+    EXPECT_EQ(all.by_kind, (std::vector<std::pair<std::string, std::uint64_t>>{{"", 9}, {"probe", 3}}));
+    EXPECT_EQ(all.top_client_ips,
+              (std::vector<std::pair<std::string, std::uint64_t>>{{"198.51.100.1", 6}, {"198.51.100.2", 4}}));
+    EXPECT_EQ(all.top_senders, (std::vector<std::pair<std::string, std::uint64_t>>{{"", 6}, {"a@b", 6}}));
+    const auto recent = db.message_stats(std::string("2026-11-20"));
+    EXPECT_EQ(recent.total, 3u);  // 10, 11, 12
+    EXPECT_EQ(recent.dropped, 1u);
+    EXPECT_EQ(recent.top_client_ips.size(), 3u);
+    EXPECT_EQ(recent.by_kind, (std::vector<std::pair<std::string, std::uint64_t>>{{"", 2}, {"probe", 1}}));
+    const auto none = db.message_stats(std::string("2030"));
+    EXPECT_EQ(none.total, 0u);
+    EXPECT_TRUE(none.by_folder.empty());
+    database ro(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_EQ(ro.message_stats(std::nullopt).total, 12u);
+}
+
+// A database written by schema version 1 (messages.maildir_path NOT NULL UNIQUE, no
+// classification): migrating keeps every row and its recipients (the table rebuild must not
+// cascade) and the session links.
+TEST(Database, MigratesAVersionOneDatabaseKeepingRows) {
+    temp_dir dir;
+    const auto file = dir.path / "relaybait.db";
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(file.c_str(), &raw), SQLITE_OK);
+    const char* v1 = R"sql(
+PRAGMA journal_mode=WAL;
+PRAGMA foreign_keys=ON;
+CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+INSERT INTO schema_migrations VALUES(1, '2026-01-01T00:00:00Z');
+CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, sensor TEXT NOT NULL DEFAULT '', listener TEXT NOT NULL DEFAULT '',
+    peer_ip TEXT NOT NULL DEFAULT '', peer_port INTEGER NOT NULL DEFAULT 0, local_ip TEXT NOT NULL DEFAULT '',
+    local_port INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL DEFAULT '', ended_at TEXT,
+    helo_verb TEXT NOT NULL DEFAULT '', helo_name TEXT NOT NULL DEFAULT '', tls_version TEXT NOT NULL DEFAULT '',
+    tls_cipher TEXT NOT NULL DEFAULT '', transcript TEXT NOT NULL DEFAULT '[]', transcript_truncated INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER NOT NULL DEFAULT 0, bytes_out INTEGER NOT NULL DEFAULT 0, commands INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0, messages INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL DEFAULT '');
+CREATE TABLE messages (id INTEGER PRIMARY KEY, queue_id TEXT NOT NULL UNIQUE,
+    session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL, received_at TEXT NOT NULL,
+    peer_ip TEXT NOT NULL DEFAULT '', peer_port INTEGER NOT NULL DEFAULT 0, listener TEXT NOT NULL DEFAULT '',
+    helo_name TEXT NOT NULL DEFAULT '', mail_from TEXT NOT NULL DEFAULT '', mail_parameters TEXT NOT NULL DEFAULT '',
+    auth_username TEXT NOT NULL DEFAULT '', tls_version TEXT NOT NULL DEFAULT '', tls_cipher TEXT NOT NULL DEFAULT '',
+    via_bdat INTEGER NOT NULL DEFAULT 0, folder TEXT NOT NULL DEFAULT '', maildir_path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL DEFAULT 0, sha256 TEXT NOT NULL DEFAULT '', header_subject TEXT NOT NULL DEFAULT '',
+    header_from TEXT NOT NULL DEFAULT '', header_to TEXT NOT NULL DEFAULT '', header_date TEXT NOT NULL DEFAULT '',
+    header_message_id TEXT NOT NULL DEFAULT '', header_x_mailer TEXT NOT NULL DEFAULT '',
+    header_user_agent TEXT NOT NULL DEFAULT '');
+CREATE INDEX messages_by_session ON messages(session_id);
+CREATE INDEX messages_by_peer ON messages(peer_ip, id DESC);
+CREATE INDEX messages_by_sha256 ON messages(sha256);
+CREATE INDEX messages_by_folder ON messages(folder, id DESC);
+CREATE INDEX messages_by_received ON messages(received_at DESC);
+CREATE TABLE recipients (message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL, address TEXT NOT NULL, local_part TEXT NOT NULL, domain TEXT NOT NULL,
+    PRIMARY KEY (message_id, position)) WITHOUT ROWID;
+CREATE INDEX recipients_by_domain ON recipients(domain);
+CREATE INDEX recipients_by_address ON recipients(address);
+CREATE TABLE credentials (id INTEGER PRIMARY KEY, session_id TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+    peer_ip TEXT NOT NULL DEFAULT '', at TEXT NOT NULL DEFAULT '', listener TEXT NOT NULL DEFAULT '',
+    mechanism TEXT NOT NULL DEFAULT '', authzid TEXT NOT NULL DEFAULT '', username TEXT NOT NULL DEFAULT '',
+    password TEXT NOT NULL DEFAULT '', challenge TEXT NOT NULL DEFAULT '', raw TEXT NOT NULL DEFAULT '',
+    accepted INTEGER NOT NULL DEFAULT 0);
+INSERT INTO sessions(id, peer_ip) VALUES('s1', '198.51.100.7');
+INSERT INTO messages(id, queue_id, session_id, received_at, folder, maildir_path, header_subject)
+    VALUES(7, 'OLD1', 's1', '2026-01-01T00:00:00.000000Z', '.Probes', 'maildir/.Probes/new/x', 'old');
+INSERT INTO recipients VALUES(7, 0, 'v@example.com', 'v', 'example.com');
+INSERT INTO recipients VALUES(7, 1, 'w@example.com', 'w', 'example.com');
+)sql";
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_close(raw);
+
+    EXPECT_THROW(database(file, database::mode::read_only), std::runtime_error);  // too old to read
+    {
+        database db(file, database::mode::read_write);
+        EXPECT_EQ(db.schema_version(), database::latest_schema_version());
+        const auto m = db.find_message(7);
+        ASSERT_TRUE(m);
+        EXPECT_EQ(m->queue_id, "OLD1");
+        EXPECT_EQ(m->session_id, "s1");
+        EXPECT_EQ(m->maildir_path, "maildir/.Probes/new/x");
+        EXPECT_EQ(m->recipients, (std::vector<std::string>{"v@example.com", "w@example.com"}));
+        EXPECT_EQ(m->kind, "");
+        EXPECT_TRUE(m->tags.empty());
+        EXPECT_FALSE(m->dropped);
+        EXPECT_TRUE(db.has_maildir_path("maildir/.Probes/new/x"));
+        // New rows after the migration, and foreign keys are on again.
+        db.begin();
+        auto n = sample_message(8);
+        n.kind = "probe";
+        const auto id = db.insert_message(n);
+        db.commit();
+        EXPECT_GT(id, 7);
+        sqlite3* check = nullptr;
+        ASSERT_EQ(sqlite3_open(file.c_str(), &check), SQLITE_OK);
+        sqlite3_stmt* s = nullptr;
+        ASSERT_EQ(sqlite3_prepare_v2(check, "PRAGMA foreign_key_check", -1, &s, nullptr), SQLITE_OK);
+        EXPECT_EQ(sqlite3_step(s), SQLITE_DONE);  // no violation
+        sqlite3_finalize(s);
+        ASSERT_EQ(sqlite3_prepare_v2(check, "SELECT COUNT(*) FROM sqlite_master WHERE type='index' AND tbl_name='messages' "
+                                            "AND name LIKE 'messages_by_%'", -1, &s, nullptr),
+                  SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+        EXPECT_EQ(sqlite3_column_int(s, 0), 6);
+        sqlite3_finalize(s);
+        sqlite3_close(check);
+    }
+}

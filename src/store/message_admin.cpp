@@ -1,0 +1,118 @@
+#include "store/message_admin.hpp"
+
+#include "store/maildir.hpp"
+
+#include <stdio.h>  // renameat2, RENAME_NOREPLACE (glibc >= 2.28)
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+namespace relaybait::store {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Maildir name without its info part (":2,FLAGS") — what stays the same across new/ and cur/.
+std::string base_name(const std::string& file_name) { return file_name.substr(0, file_name.find(':')); }
+
+// `name` is the file of `base`: the same, or with an info suffix (":2,S"), or with Dovecot's
+// extra ",W=<vsize>" field before it. The unique part of `base` ends with ",S=<size>", so a
+// following ':' or ',' cannot be the start of another message's name.
+bool same_message(std::string_view name, std::string_view base) {
+    if (!name.starts_with(base)) return false;
+    return name.size() == base.size() || name[base.size()] == ':' || name[base.size()] == ',';
+}
+
+bool is_file(const fs::path& p) {
+    std::error_code ec;
+    return fs::is_regular_file(p, ec);
+}
+
+std::string normalise_folder(std::string folder) {
+    if (!folder.empty() && folder.front() != '.') folder.insert(0, ".");
+    if (!valid_folder_name(folder)) throw std::runtime_error("invalid Maildir++ folder name: \"" + folder + "\"");
+    return folder;
+}
+
+message_record require_message(const database& db, std::int64_t id) {
+    auto m = db.find_message(id);
+    if (!m) throw std::runtime_error("no message with id " + std::to_string(id));
+    return std::move(*m);
+}
+
+void rename_no_replace(const fs::path& from, const fs::path& to) {
+    int rc = ::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {  // filesystem without RENAME_NOREPLACE
+        if (::access(to.c_str(), F_OK) == 0) errno = EEXIST;
+        else rc = ::rename(from.c_str(), to.c_str());
+    }
+    if (rc != 0)
+        throw std::runtime_error("cannot move " + from.string() + " to " + to.string() + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+std::optional<fs::path> locate_message_file(const fs::path& data_dir, const message_record& message) {
+    if (message.maildir_path.empty()) return std::nullopt;  // dropped
+    const fs::path recorded = data_dir / message.maildir_path;
+    if (is_file(recorded)) return recorded;
+    const fs::path folder_dir = recorded.parent_path().parent_path();
+    const std::string base = base_name(recorded.filename().string());
+    // Cheap guesses first (new/ as written, cur/ unread or seen), then a scan of cur/.
+    for (const fs::path& candidate : {folder_dir / "new" / base, folder_dir / "cur" / base,
+                                      folder_dir / "cur" / (base + ":2,"), folder_dir / "cur" / (base + ":2,S")})
+        if (is_file(candidate)) return candidate;
+    std::error_code ec;
+    for (fs::directory_iterator it(folder_dir / "cur", ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (same_message(name, base) && is_file(it->path())) return it->path();
+    }
+    return std::nullopt;
+}
+
+void move_message(database& db, const fs::path& data_dir, std::int64_t message_id, std::string folder) {
+    folder = normalise_folder(std::move(folder));
+    const auto message = require_message(db, message_id);
+    if (message.dropped) throw std::runtime_error("message " + std::to_string(message_id) + " was dropped: no file to move");
+    const auto source = locate_message_file(data_dir, message);
+    if (!source)
+        throw std::runtime_error("file of message " + std::to_string(message_id) + " not found (" +
+                                 message.maildir_path + ")");
+    const fs::path maildir = data_dir / "maildir";
+    create_maildir_folder(maildir, folder);
+    const std::string sub = source->parent_path().filename().string();  // new or cur
+    const std::string name = source->filename().string();
+    const std::string rel = "maildir/" + (folder.empty() ? std::string() : folder + "/") + sub + "/" + name;
+    const fs::path target = data_dir / rel;
+    if (target != *source) {
+        // Rename first, then the row: a crash between the two leaves the file in the target
+        // new/ under its unique name, which recovery (recover_maildir) matches to the row.
+        rename_no_replace(*source, target);
+        fsync_directory(target.parent_path());
+        fsync_directory(source->parent_path());
+    }
+    if (!db.update_message_location(message_id, folder, rel))
+        throw std::runtime_error("no message with id " + std::to_string(message_id));
+}
+
+void add_message_tags(database& db, std::int64_t message_id, const std::vector<std::string>& tags) {
+    if (!db.add_message_tags(message_id, tags)) throw std::runtime_error("no message with id " + std::to_string(message_id));
+}
+
+void drop_message_file(database& db, const fs::path& data_dir, std::int64_t message_id) {
+    const auto message = require_message(db, message_id);
+    if (const auto file = locate_message_file(data_dir, message)) {
+        // File first: a crash before the UPDATE leaves a row whose file is gone, and running
+        // the drop again finishes it.
+        if (::unlink(file->c_str()) != 0 && errno != ENOENT)
+            throw std::runtime_error("cannot delete " + file->string() + ": " + std::strerror(errno));
+        fsync_directory(file->parent_path());
+    }
+    db.mark_message_dropped(message_id);
+}
+
+}  // namespace relaybait::store

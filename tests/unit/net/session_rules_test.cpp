@@ -1,0 +1,175 @@
+// The rules at the hooks of one session: verdicts for the engine, the DATA-end classifier the
+// store runs, and what the session does after the commit.
+#include <gtest/gtest.h>
+
+#include "net/session_rules.hpp"
+
+namespace relaybait::net {
+namespace {
+
+constexpr std::string_view rules_text = R"toml(
+[[rule]]
+name = "scanner-refused"
+kind = "scan"
+hook = "connect"
+when = 'client_ip in ["192.0.2.0/24"]'
+[rule.actions]
+reply = { code = 554, text = "5.7.1 Go away" }
+
+[[rule]]
+name = "slow-helo"
+kind = "scan"
+hook = "ehlo"
+when = 'helo equals "slow.example"'
+[rule.actions]
+tarpit_ms = 1500
+tags = ["slow"]
+
+[[rule]]
+name = "bulk-domain"
+kind = "spam"
+hook = "rcpt"
+when = 'rcpt_domain equals "bulk.example"'
+[rule.actions]
+folder = "Bulk"
+tags = ["bulk"]
+reply = { code = 451, text = "4.7.1 Try again later" }
+
+[[rule]]
+name = "probe-ip-in-subject"
+kind = "probe"
+when = "subject contains encoded($self.ip)"
+[rule.actions]
+folder = "Probes"
+tags = ["probe"]
+relay = true
+
+[[rule]]
+name = "reject-campaign"
+kind = "spam"
+when = 'subject contains "Cheap pills"'
+[rule.actions]
+reply = { code = 550, text = "5.7.1 Message rejected" }
+tarpit_ms = 200
+drop = true
+)toml";
+
+struct fixture {
+    rules::rule_store store{"", {}};
+    std::vector<std::string> matches;
+    session_rules rules{store, 1 << 20, [this](rules::hook_point hook, const rules::rule& rule) {
+                            matches.push_back(std::string(rules::to_string(hook)) + ":" + rule.name);
+                        }};
+    smtp::connection_facts facts;
+
+    fixture() {
+        rules::self_identity self;
+        self.ipv4 = {"198.51.100.25"};
+        store.install(rules::rule_set::parse(rules_text, "test.toml", self));
+        facts.peer_ip = "203.0.113.9";
+        facts.listener = smtp::listener_kind::smtp;
+    }
+
+    store::classification classify(std::string_view message, const smtp::envelope& env = {}) {
+        auto classifier = rules.classifier(facts, env, message.size());
+        return classifier.classify(message, false);
+    }
+};
+
+TEST(SessionRules, ConnectRuleRefusesBeforeTheBanner) {
+    fixture f;
+    f.facts.peer_ip = "192.0.2.44";
+    const auto verdict = f.rules.at_connect(f.facts);
+    EXPECT_EQ(verdict.what, smtp::stage_verdict::kind::reply);
+    EXPECT_EQ(verdict.reply, "554 5.7.1 Go away");
+    EXPECT_EQ(f.matches, std::vector<std::string>{"connect:scanner-refused"});
+}
+
+TEST(SessionRules, NoMatchProceeds) {
+    fixture f;
+    EXPECT_EQ(f.rules.at_connect(f.facts).what, smtp::stage_verdict::kind::proceed);
+    EXPECT_EQ(f.rules.decide(smtp::stage::ehlo, f.facts, {}, std::nullopt, "fast.example").what,
+              smtp::stage_verdict::kind::proceed);
+    EXPECT_TRUE(f.matches.empty());
+}
+
+TEST(SessionRules, TarpitAtEhlo) {
+    fixture f;
+    const auto verdict = f.rules.decide(smtp::stage::ehlo, f.facts, {}, std::nullopt, "slow.example");
+    EXPECT_EQ(verdict.what, smtp::stage_verdict::kind::proceed);
+    EXPECT_EQ(verdict.delay, std::chrono::milliseconds(1500));
+}
+
+TEST(SessionRules, RcptRuleSeesTheRecipientBeingChecked) {
+    fixture f;
+    smtp::envelope env;
+    env.mail_from = "a@spam.example";
+    const auto verdict = f.rules.decide(smtp::stage::rcpt, f.facts, env, std::nullopt, "x@bulk.example");
+    EXPECT_EQ(verdict.reply, "451 4.7.1 Try again later");
+}
+
+TEST(SessionRules, EarlierHookFolderAndTagsApplyWhenNoDataRuleMatches) {
+    fixture f;
+    f.rules.decide(smtp::stage::ehlo, f.facts, {}, std::nullopt, "slow.example");
+    f.rules.decide(smtp::stage::rcpt, f.facts, {}, std::nullopt, "x@bulk.example");
+    const auto decided = f.classify("Subject: hello\r\n\r\nbody\r\n");
+    EXPECT_EQ(decided.folder, "Bulk");
+    EXPECT_EQ(decided.tags, (std::vector<std::string>{"slow", "bulk"}));
+    EXPECT_EQ(decided.rule, "bulk-domain");
+    // Decided by an earlier hook: no reply change and never a relay at DATA end.
+    const auto outcome = f.rules.after_commit(decided);
+    EXPECT_FALSE(outcome.relay);
+    EXPECT_EQ(outcome.verdict.what, smtp::stage_verdict::kind::proceed);
+}
+
+TEST(SessionRules, ProbeIsFiledAndAskedToBeRelayed) {
+    fixture f;
+    const auto decided = f.classify("From: a@spam.example\r\nSubject: Relay test 198.51.100.25\r\n\r\nhello\r\n");
+    EXPECT_EQ(decided.folder, "Probes");
+    EXPECT_EQ(decided.rule, "probe-ip-in-subject");
+    EXPECT_EQ(decided.kind, "probe");
+    EXPECT_FALSE(decided.drop);
+    const auto outcome = f.rules.after_commit(decided);
+    EXPECT_TRUE(outcome.relay);
+    EXPECT_EQ(outcome.verdict.what, smtp::stage_verdict::kind::proceed);
+    EXPECT_EQ(f.matches, std::vector<std::string>{"data:probe-ip-in-subject"});
+}
+
+TEST(SessionRules, Base64ProbeInSubjectIsFound) {
+    fixture f;
+    // "Relay 198.51.100.25" base64-encoded inside an RFC 2047 word is decoded by MIME; the
+    // raw base64 of the IP alone is one of the encodings of $self.ip.
+    const auto decided = f.classify("Subject: MTk4LjUxLjEwMC4yNQ==\r\n\r\nx\r\n");
+    EXPECT_EQ(decided.rule, "probe-ip-in-subject");
+}
+
+TEST(SessionRules, DataReplyAndDropAreReported) {
+    fixture f;
+    const auto decided = f.classify("Subject: Cheap pills\r\n\r\nbuy\r\n");
+    EXPECT_TRUE(decided.drop);
+    const auto outcome = f.rules.after_commit(decided);
+    EXPECT_FALSE(outcome.relay);
+    EXPECT_EQ(outcome.verdict.what, smtp::stage_verdict::kind::reply);
+    EXPECT_EQ(outcome.verdict.reply, "550 5.7.1 Message rejected");
+    EXPECT_EQ(outcome.verdict.delay, std::chrono::milliseconds(200));
+}
+
+TEST(SessionRules, OrdinarySpamIsLeftAlone) {
+    fixture f;
+    const auto decided = f.classify("Subject: Great offer\r\n\r\nbuy now\r\n");
+    EXPECT_TRUE(decided.rule.empty());
+    EXPECT_TRUE(decided.folder.empty());
+    EXPECT_FALSE(f.rules.after_commit(decided).relay);
+}
+
+TEST(SessionRules, ClassifierKeepsItsSnapshotAcrossAReload) {
+    fixture f;
+    auto classifier = f.rules.classifier(f.facts, {}, 10);
+    f.store.install(rules::rule_set::parse("", "empty.toml", {}));  // reload between DATA end and the reply
+    const auto decided = classifier.classify("Subject: Relay test 198.51.100.25\r\n\r\nx\r\n", false);
+    EXPECT_EQ(decided.rule, "probe-ip-in-subject");
+    EXPECT_TRUE(f.rules.after_commit(decided).relay);
+}
+
+}  // namespace
+}  // namespace relaybait::net
