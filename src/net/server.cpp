@@ -16,6 +16,7 @@
 #include "net/app_context.hpp"
 #include "net/listener.hpp"
 #include "net/live_rules.hpp"
+#include "net/relay_recovery.hpp"
 #include "net/relay_settings.hpp"
 #include "net/self_identity.hpp"
 #include "net/tls_context.hpp"
@@ -112,6 +113,7 @@ int serve(const config::settings& settings, const serve_options& options) {
     relay_options.limits.test_mode = relay_options.limits.test_mode || options.test_mode;
     relay::relay_service relay(std::move(relay_options), &ingest, &events);
     relay.start();
+    resubmit_unsubmitted_relays(settings, *rules.store().current(), relay);
     if (!settings.relay.enabled) spdlog::warn("relay: disabled (relay.enabled = false): nothing is relayed");
     session_registry registry(settings.limits.sessions_total, settings.limits.sessions_per_ip);
     pid_file pid(settings.data_dir / "relaybait.pid");

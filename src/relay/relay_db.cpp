@@ -56,6 +56,10 @@ CREATE TABLE relay_attempts(
   test_mode INTEGER NOT NULL);
 CREATE INDEX relay_attempts_queue ON relay_attempts(queue_id);
 )sql",
+    // 2: finding probes whose relay request never reached the safety check (crash after the 250)
+    R"sql(
+CREATE INDEX relay_decisions_message ON relay_decisions(message_id);
+)sql",
 };
 
 constexpr const char* queue_columns =
@@ -309,6 +313,18 @@ std::vector<decision_row> relay_db::decisions_of_day(const std::string& day, std
     std::vector<decision_row> rows;
     while (s.step()) rows.push_back(read_decision(s));
     return rows;
+}
+
+std::vector<std::string> relay_db::without_decision(const std::vector<std::string>& message_ids) {
+    std::lock_guard lock(mutex_);
+    stmt s(db_, "SELECT 1 FROM relay_decisions WHERE message_id = ? LIMIT 1");
+    std::vector<std::string> missing;
+    for (const auto& id : message_ids) {
+        s.reset();
+        s.bind(1, id);
+        if (!s.step()) missing.push_back(id);
+    }
+    return missing;
 }
 
 }  // namespace relaybait::relay

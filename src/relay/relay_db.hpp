@@ -123,6 +123,8 @@ public:
     std::vector<attempt_row> list_attempts(std::optional<std::int64_t> queue_id = {}, std::size_t limit = 1000);
     std::vector<decision_row> list_decisions(std::size_t limit = 1000);
     std::vector<decision_row> decisions_of_day(const std::string& day, std::size_t limit = 10'000);
+    // Of these message ids, the ones no relay decision was ever recorded for.
+    std::vector<std::string> without_decision(const std::vector<std::string>& message_ids);
 
     // Low level, for safety.cpp: the connection and the lock that serialises it.
     sqlite3* handle() { return db_; }

@@ -1,0 +1,18 @@
+#pragma once
+// A probe acknowledged just before a crash may never have reached the relay's safety check:
+// submit() hands it to the relay thread in memory. At start, every message of the last day
+// that a data rule asking for a relay filed, and for which no relay decision exists, is
+// submitted again (the caps then count it like any other request).
+#include <cstddef>
+
+#include "config/config.hpp"
+#include "relay/relay_service.hpp"
+#include "rules/rules.hpp"
+
+namespace relaybait::net {
+
+// Returns how many messages were submitted again.
+std::size_t resubmit_unsubmitted_relays(const config::settings& settings, const rules::rule_set& rules,
+                                        relay::relay_service& relay);
+
+}  // namespace relaybait::net
