@@ -9,7 +9,7 @@ namespace relaybait::cli {
 
 int run(int argc, char** argv) {
     std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
-    const int code = run_app(args, console{std::cout, std::cerr}, &net::serve);
+    const int code = run_app(args, console{std::cout, std::cerr, std::cin}, &net::serve);
     std::cout.flush();
     return code;
 }

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <istream>
 #include <ostream>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,7 @@ namespace relaybait::cli {
 struct console {
     std::ostream& out;
     std::ostream& err;
+    std::istream& in;  // the operator's answers to confirmations ("Apply to 3 messages? [y/N]")
 };
 
 using serve_function = std::function<int(const config::settings&, const net::serve_options&)>;
@@ -43,5 +45,8 @@ void add_serve_commands(CLI::App& app, command_runner& selected, console io, ser
 void add_message_commands(CLI::App& app, command_runner& selected, console io);
 void add_session_commands(CLI::App& app, command_runner& selected, console io);
 void add_credential_commands(CLI::App& app, command_runner& selected, console io);
+void add_rules_commands(CLI::App& app, command_runner& selected, console io);  // rules check|test|apply|reload
+void add_relay_commands(CLI::App& app, command_runner& selected, console io);  // relay pause|resume|status|ID, relays list
+void add_stats_command(CLI::App& app, command_runner& selected, console io);
 
 }  // namespace relaybait::cli

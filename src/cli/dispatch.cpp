@@ -1,5 +1,7 @@
 // Parses the command line, runs the chosen command, and turns failures into exit codes.
+#include "cli/command_support.hpp"
 #include "cli/commands.hpp"
+#include "rules/rules.hpp"
 
 namespace relaybait::cli {
 namespace {
@@ -8,6 +10,12 @@ int run_selected(const command_runner& selected, console io) {
     try {
         return selected();
     } catch (const config::config_error& error) {
+        io.err << "relaybait: " << error.what() << '\n';
+        return exit_usage;
+    } catch (const rules::rules_error& error) {  // FILE:LINE:COL: reason
+        io.err << "relaybait: " << error.what() << '\n';
+        return exit_usage;
+    } catch (const usage_failure& error) {
         io.err << "relaybait: " << error.what() << '\n';
         return exit_usage;
     } catch (const std::exception& error) {
@@ -26,6 +34,9 @@ int run_app(const std::vector<std::string>& args, console io, serve_function ser
     add_message_commands(app, selected, io);
     add_session_commands(app, selected, io);
     add_credential_commands(app, selected, io);
+    add_rules_commands(app, selected, io);
+    add_relay_commands(app, selected, io);
+    add_stats_command(app, selected, io);
     try {
         std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them last first
         app.parse(reversed);

@@ -17,19 +17,6 @@ struct show_options {
     bool raw = false;
 };
 
-bool all_digits(const std::string& text) {
-    return !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
-}
-
-// By database id, else by the Postfix-style queue id of the 250 reply.
-store::message_record find(const store::database& db, const std::string& id) {
-    std::optional<store::message_record> found;
-    if (all_digits(id)) found = db.find_message(std::stoll(id));
-    if (!found) found = db.find_message_by_queue_id(id);
-    if (!found) throw command_failure("message " + id + " not found (give a database id or a queue id)");
-    return *found;
-}
-
 // The stored file, refusing paths that leave the data directory. A mail client may have moved
 // it from new/ to cur/ (adding ":2,FLAGS"), so cur/ is tried too.
 fs::path message_file(const fs::path& data_dir, const std::string& relative) {
@@ -66,7 +53,7 @@ int list_command(const list_options& options, console io) {
 
 int show_command(const show_options& options, console io) {
     auto db = open_store(options.read.data_dir);
-    const store::message_record message = find(*db, options.id);
+    const store::message_record message = find_message(*db, options.id);
     if (options.raw) copy_bytes(message_file(options.read.data_dir, message.maildir_path), io.out);
     else if (options.read.json) print_json(io.out, to_json(message));
     else render_message(io.out, message);

@@ -9,14 +9,6 @@ namespace {
 
 namespace json = boost::json;
 
-// "2026-11-23T18:07:03.123456Z" -> "2026-11-23 18:07:03" for tables.
-std::string short_time(const store::timestamp& at) {
-    if (at.size() < 19 || at[10] != 'T') return at;
-    std::string shown = at.substr(0, 19);
-    shown[10] = ' ';
-    return shown;
-}
-
 std::string recipients_cell(const std::vector<std::string>& recipients) {
     if (recipients.empty()) return "";
     if (recipients.size() == 1) return recipients.front();
@@ -61,6 +53,13 @@ std::size_t copy_utf8(std::string_view text, std::size_t i, std::string& out) {
 }
 
 }  // namespace
+
+std::string short_time(const store::timestamp& at) {
+    if (at.size() < 19 || at[10] != 'T') return at;
+    std::string shown = at.substr(0, 19);
+    shown[10] = ' ';
+    return shown;
+}
 
 std::string json_safe(std::string_view bytes) {
     std::string out;

@@ -17,6 +17,9 @@ void render_session_list(std::ostream& out, const std::vector<store::session_rec
 void render_session(std::ostream& out, const store::session_record& session);  // with the transcript
 void render_credential_list(std::ostream& out, const std::vector<store::credential_record>& credentials);
 
+// "2026-11-23T18:07:03.123456Z" -> "2026-11-23 18:07:03" for tables.
+std::string short_time(const store::timestamp& at);
+
 // Attacker bytes that are not valid UTF-8 become U+FFFD so the document is always valid JSON.
 std::string json_safe(std::string_view bytes);
 

@@ -26,14 +26,30 @@ store::list_filter filter_of(const list_options& options) {
     return filter;
 }
 
-std::unique_ptr<store::database> open_store(const std::filesystem::path& data_dir) {
+namespace {
+
+bool all_digits(const std::string& text) {
+    return !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
+store::message_record find_message(const store::database& db, const std::string& id) {
+    std::optional<store::message_record> found;
+    if (all_digits(id)) found = db.find_message(std::stoll(id));
+    if (!found) found = db.find_message_by_queue_id(id);
+    if (!found) throw command_failure("message " + id + " not found (give a database id or a queue id)");
+    return *found;
+}
+
+std::unique_ptr<store::database> open_store(const std::filesystem::path& data_dir, store::database::mode mode) {
     std::error_code ignored;
     if (!std::filesystem::is_directory(data_dir, ignored))
         throw command_failure("no data directory at " + data_dir.string() + " (give --data-dir)");
     const auto file = data_dir / "relaybait.db";
     if (!std::filesystem::exists(file, ignored))
         throw command_failure("no database at " + file.string() + " (has relaybait served from this directory?)");
-    return std::make_unique<store::database>(file, store::database::mode::read_only);
+    return std::make_unique<store::database>(file, mode);
 }
 
 }  // namespace relaybait::cli

@@ -26,7 +26,13 @@ void add_read_options(CLI::App& command, read_options& options);
 void add_list_options(CLI::App& command, list_options& options);
 store::list_filter filter_of(const list_options& options);
 
-// DATA/relaybait.db opened read-only; command_failure when the directory or database is missing.
-std::unique_ptr<store::database> open_store(const std::filesystem::path& data_dir);
+// A message by database id, else by the Postfix-style queue id of its 250 reply;
+// command_failure naming `id` when there is none.
+store::message_record find_message(const store::database& db, const std::string& id);
+
+// DATA/relaybait.db, read-only unless asked (read_write applies the store's migrations but never
+// creates the file); command_failure when the directory or database is missing.
+std::unique_ptr<store::database> open_store(const std::filesystem::path& data_dir,
+                                            store::database::mode mode = store::database::mode::read_only);
 
 }  // namespace relaybait::cli

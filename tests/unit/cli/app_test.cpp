@@ -33,7 +33,8 @@ TEST(cli_serve, defaults_without_a_file) {
 
 TEST(cli_serve, flags_override_the_file) {
     temp_dir dir;
-    const auto file = dir.write("r.toml", "hostname = \"file.example.net\"\nport_offset = 1000\ndata_dir = \"/x\"\n");
+    const auto file = dir.write("r.toml", "hostname = \"file.example.net\"\nport_offset = 1000\ndata_dir = \"/x\"\n"
+                                          "[relay]\ntest_server = \"127.0.0.1:2525\"\ntest_recipient = \"ops@example.net\"\n");
     serve_spy spy;
     auto r = run({"serve", "--config", file.string()}, spy.function());
     ASSERT_EQ(r.code, 0) << r.err;

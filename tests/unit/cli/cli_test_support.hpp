@@ -17,14 +17,20 @@ struct result {
     std::string err;
 };
 
-inline result run(const std::vector<std::string>& args, serve_function serve = {}) {
+// `input` is what the operator types (answers to confirmations).
+inline result run(const std::vector<std::string>& args, serve_function serve = {}, const std::string& input = {}) {
     std::ostringstream out, err;
+    std::istringstream in(input);
     if (!serve) serve = [](const config::settings&, const net::serve_options&) { return 0; };
     result r;
-    r.code = run_app(args, console{out, err}, std::move(serve));
+    r.code = run_app(args, console{out, err, in}, std::move(serve));
     r.out = out.str();
     r.err = err.str();
     return r;
+}
+
+inline result run_with_input(const std::vector<std::string>& args, const std::string& input) {
+    return run(args, {}, input);
 }
 
 class temp_dir {
