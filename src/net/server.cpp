@@ -4,6 +4,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -81,6 +83,16 @@ public:
 private:
     std::filesystem::path path_;
 };
+
+// Returns when every session has ended or `grace` has passed, whichever comes first.
+asio::awaitable<void> wait_for_sessions(const session_registry& registry, std::chrono::milliseconds grace) {
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    while (registry.total() > 0 && std::chrono::steady_clock::now() < deadline) {
+        tick.expires_after(std::chrono::milliseconds(20));
+        co_await tick.async_wait(asio::use_awaitable);
+    }
+}
 
 void log_identity(const rules::self_identity& self) {
     std::string addresses;
@@ -160,8 +172,7 @@ int serve(const config::settings& settings, const serve_options& options) {
         registry.stop();
         registry.expire_all();
         // Sessions wind down on their own; one that does not within the grace period is cut.
-        auto grace = std::make_shared<asio::steady_timer>(io, std::chrono::seconds(5));
-        grace->async_wait([&io, grace](const boost::system::error_code&) { io.stop(); });
+        asio::co_spawn(io, wait_for_sessions(registry, std::chrono::seconds(5)), [&io](std::exception_ptr) { io.stop(); });
     });
     spdlog::info("relaybait serving as {} (data in {})", settings.hostname, settings.data_dir.string());
     io.run();
