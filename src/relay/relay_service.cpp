@@ -1,5 +1,8 @@
 #include "relay/relay_service.hpp"
 
+#include <cstdio>
+#include <ctime>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -32,6 +35,20 @@ namespace asio = boost::asio;
 namespace fs = std::filesystem;
 
 namespace {
+
+// "Mon, 23 Nov 2026 22:05:14 +0000": the Date header mail readers expect (C locale names).
+std::string rfc5322_date(std::chrono::system_clock::time_point when) {
+    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[64];
+    std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[utc.tm_wday], utc.tm_mday,
+                  months[utc.tm_mon], utc.tm_year + 1900, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    return text;
+}
 
 std::optional<std::string> read_file(const fs::path& path, std::uint64_t max_size) {
     std::ifstream in(path, std::ios::binary);
@@ -476,10 +493,10 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                      << header_value(it->last_result, 300) << "\r\n";
             }
             std::string text = "From: relaybait <relaybait@" + header_value(options.hostname, 200) + ">\r\n"
-                               "To: operator\r\n"
+                               "To: operator <postmaster@" + header_value(options.hostname, 200) + ">\r\n"
                                "Subject: relaybait relay log " + day + ": " + std::to_string(count) + "/" +
                                std::to_string(options.limits.daily) + "\r\n"
-                               "Date: " + events::iso8601_utc(now) + "\r\n"
+                               "Date: " + rfc5322_date(now) + "\r\n"
                                "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.str();
 
             const auto since = now.time_since_epoch();

@@ -106,6 +106,7 @@ class Relaybait:
         self.offset: int | None = None
         self.ports: dict[str, int] = {}
         self.starts = 0
+        self.extra_args: list[str] = []  # appended to the `serve` command line (e.g. --test-mode)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, offset: int | None = None, timeout: float = 30.0) -> "Relaybait":
@@ -128,7 +129,7 @@ class Relaybait:
         self.log_file = self.workdir / f"server-{self.starts}.log"
         cmd = [str(self.binary), "serve", "--config", str(self.config_file),
                "--data-dir", str(self.data_dir), "--bind", "127.0.0.1",
-               "--port-offset", str(offset), "--hostname", self.hostname]
+               "--port-offset", str(offset), "--hostname", self.hostname, *self.extra_args]
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.log_handle = open(self.log_file, "wb")
