@@ -11,6 +11,7 @@ import json
 import smtplib
 import threading
 import time
+import sqlite3
 import uuid
 
 import pytest
@@ -317,6 +318,26 @@ def test_restart_keeps_the_daily_count(relay_env):
         assert_refused(server, row, "daily")
     time.sleep(SETTLE_S)
     assert relay_env.provider.count() == 3, relay_env.provider.deliveries()
+
+
+def test_probe_never_checked_before_a_crash_is_relayed_after_restart(relay_env):
+    """A probe acknowledged whose relay request died with the process (it is handed to the relay
+    thread in memory) has no relay decision: the next start submits it again."""
+    server = relay_env.server()
+    token = uuid.uuid4().hex
+    row = stored(server, send(server, probe_message(token), USER))
+    wait_relay_event(server, row, "relay.delivered")
+    relay_env.provider.wait_deliveries(1)
+    server.stop()
+    # The state a crash between the 250 and the safety check leaves: the message, no decision.
+    db = sqlite3.connect(str(server.data_dir / "relaybait.db"))
+    with db:
+        for table in ("relay_decisions", "relay_queue", "relay_digests", "relay_counters", "relay_attempts"):
+            db.execute(f"DELETE FROM {table}")
+    db.close()
+    server.start()
+    deliveries = relay_env.provider.wait_deliveries(2, what="the probe submitted again at start")
+    assert token.encode() in deliveries[-1].data
 
 
 # ------------------------------------------------------------------------------------------------
