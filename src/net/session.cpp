@@ -9,6 +9,11 @@
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+
 #include "events/event_log.hpp"
 #include "events/json_safe.hpp"
 #include "net/message_writer.hpp"
@@ -81,43 +86,73 @@ public:
         facts_.local_port = local.port();
         facts_.tls_active = listener.kind == smtp::listener_kind::smtps;
 
-        record_.id = app.new_session_id();
-        record_.sensor = app.sensor;
-        record_.listener = std::string(smtp::to_string(listener.kind));
-        record_.peer_ip = facts_.peer_ip;
-        record_.peer_port = facts_.peer_port;
-        record_.local_ip = facts_.local_ip;
-        record_.local_port = facts_.local_port;
-        record_.started_at = events::iso8601_utc_now();
-        event_fields_ = {record_.id, app.sensor, facts_.peer_ip, facts_.peer_port, facts_.local_ip, facts_.local_port,
-                         record_.listener};
+        const std::string id = app.new_session_id();  // always 16 hex digits
+        std::memcpy(id_.data(), id.data(), std::min(id.size(), id_.size()));
+        started_at_ = std::chrono::system_clock::now();
     }
 
-    asio::awaitable<void> run() {
-        emit("session.connect");
-        if (!app_.registry.admit(facts_.peer_ip)) {
-            co_await refuse_busy();
+    // The session lives on the heap, owned by this one coroutine frame, which is also the one
+    // an idle session waits in: an idle plain session holds this frame, co_spawn's and the
+    // reactor's wait operation, nothing else (each coroutine frame costs ~150 bytes of header
+    // and promise before its locals).
+    static asio::awaitable<void> run(std::unique_ptr<session> self) {
+        session& s = *self;
+        s.emit("session.connect");
+        if (!s.app_.registry.admit(s.facts_.peer_ip)) {
+            co_await s.refuse_busy();
             co_return;
         }
-        registration_ = app_.registry.add(facts_.peer_ip, [this] { expire(); });
-        started_ = session_registry::clock::now();
+        s.registration_ = s.app_.registry.add(s.facts_.peer_ip, [&s] { s.expire(); });
+        s.started_ = session_registry::clock::now();
         try {
-            co_await converse();
+            const bool opened = co_await s.open();
+            while (opened) {
+                s.timed_out_ = false;  // a deadline that passed while we were not reading is re-armed
+                s.arm_deadline(s.app_.settings.limits.idle_timeout);
+                // An idle session keeps no reply or observation buffers (the last reply's text
+                // would otherwise stay allocated until the next command).
+                s.output_ = smtp::output{};
+                boost::system::error_code ec;
+                std::span<const char> input;
+                if (s.transport_.tls_active()) {
+                    input = co_await s.transport_.read_some(ec);
+                } else {
+                    // Inline rather than transport::read_some: no coroutine frame below this one.
+                    for (;;) {
+                        input = s.transport_.try_read(ec);
+                        if (ec != asio::error::would_block && ec != asio::error::try_again) break;
+                        auto [wait_error] = co_await s.transport_.wait_readable();
+                        if (wait_error) {
+                            ec = wait_error;
+                            input = {};
+                            break;
+                        }
+                    }
+                }
+                if (ec || input.empty()) {
+                    co_await s.end_on_read_error(ec);
+                    break;
+                }
+                s.bytes_in_ += input.size();
+                const bool open = co_await s.process(std::string_view(input.data(), input.size()));
+                if (!open) break;
+            }
         } catch (const std::exception& e) {
-            spdlog::error("session {}: {}", record_.id, e.what());
-            outcome("error");
-            close(true);
+            spdlog::error("session {}: {}", s.id(), e.what());
+            s.outcome("error");
+            s.close(true);
         }
-        app_.registry.remove(*registration_);
-        finish();
+        s.app_.registry.remove(*s.registration_);
+        s.finish();
     }
 
 private:
     // --- the conversation --------------------------------------------------------------
-    asio::awaitable<void> converse() {
+    // TLS on smtps, the engine, the banner; false = the session is over.
+    asio::awaitable<bool> open() {
         if (facts_.tls_active) {
             const bool established = co_await handshake();
-            if (!established) co_return;
+            if (!established) co_return false;
         }
         engine_.emplace(app_.engine, facts_, writer_, app_.environment);
         engine_->set_policy(&rules_);
@@ -126,21 +161,7 @@ private:
             engine_->tls_started(*transport_.tls_info(), ignored);
         }
         const bool greeted = co_await greet();
-        if (!greeted) co_return;
-
-        for (;;) {
-            timed_out_ = false;  // a deadline that passed while we were not reading is re-armed
-            arm_deadline(app_.settings.limits.idle_timeout);
-            boost::system::error_code ec;
-            const auto input = co_await transport_.read_some(ec);
-            if (ec || input.empty()) {
-                co_await end_on_read_error(ec);
-                co_return;
-            }
-            record_.bytes_in += input.size();
-            const bool open = co_await process(std::string_view(input.data(), input.size()));
-            if (!open) co_return;
-        }
+        co_return greeted;
     }
 
     // The connect hook decides before the banner: a 4xx/5xx (or 421) is sent instead of it and
@@ -216,8 +237,7 @@ private:
         }
         const auto tls = *transport_.tls_info();
         rules_.tls_started(tls.version);
-        record_.tls_version = tls.version;
-        record_.tls_cipher = tls.cipher;
+        tls_established_ = true;
         note('I', "TLS established: " + tls.version + " " + tls.cipher);
         emit("tls.established", {{"tls_version", tls.version}, {"tls_cipher", tls.cipher}});
         co_return true;
@@ -233,12 +253,12 @@ private:
         output_.clear();
         session_rules::data_outcome decided;
         if (result.ok) {
-            ++record_.messages;
+            ++messages_;
             decided = rules_.after_commit(result.classification);
             engine_->message_committed(record.queue_id, decided.verdict, output_);
             emit_received(record, result);
         } else {
-            spdlog::error("session {}: message {} not stored: {}", record_.id, record.queue_id, result.error);
+            spdlog::error("session {}: message {} not stored: {}", id(), record.queue_id, result.error);
             engine_->message_failed(output_);
         }
         const bool flushed = co_await flush_output();
@@ -269,7 +289,7 @@ private:
     void request_relay(const store::message_record& record, const store::commit_result& result) {
         if (app_.relay == nullptr) return;
         if (result.classification.drop || result.maildir_path.empty()) {
-            spdlog::warn("session {}: rule {} asks to relay message {} but also drops it: not relayed", record_.id,
+            spdlog::warn("session {}: rule {} asks to relay message {} but also drops it: not relayed", id(),
                          result.classification.rule, record.queue_id);
             return;
         }
@@ -326,7 +346,7 @@ private:
         if (expired_) co_return false;
         boost::system::error_code ec;
         co_await transport_.write(bytes, ec);
-        record_.bytes_out += bytes.size();
+        bytes_out_ += bytes.size();
         if (ec) {
             if (!expired_) outcome("disconnect");
             co_return false;
@@ -389,7 +409,7 @@ private:
     // --- records -----------------------------------------------------------------------
     std::string begin_message(const smtp::envelope& envelope) {
         pending_queue_id_ = app_.queue_ids.next(std::chrono::system_clock::now());
-        return make_trace_headers(trace_facts{facts_, envelope, engine_->tls(), pending_queue_id_, record_.id,
+        return make_trace_headers(trace_facts{facts_, envelope, engine_->tls(), pending_queue_id_, id(),
                                               std::chrono::system_clock::now()});
     }
 
@@ -397,18 +417,20 @@ private:
         const auto& envelope = engine_->current_envelope();
         store::message_record record;
         record.queue_id = pending_queue_id_;
-        record.session_id = record_.id;
+        record.session_id = id();
         record.received_at = events::iso8601_utc_now();
         record.peer_ip = facts_.peer_ip;
         record.peer_port = facts_.peer_port;
-        record.listener = record_.listener;
+        record.listener = smtp::to_string(facts_.listener);
         record.helo_name = envelope.helo_name;
         record.mail_from = envelope.mail_from;
         record.mail_parameters = envelope.mail_parameters;
         for (const auto& rcpt : envelope.recipients) record.recipients.push_back(rcpt.address);
         if (envelope.auth && envelope.auth->accepted) record.auth_username = envelope.auth->username;
-        record.tls_version = record_.tls_version;
-        record.tls_cipher = record_.tls_cipher;
+        if (const auto tls = current_tls()) {
+            record.tls_version = tls->version;
+            record.tls_cipher = tls->cipher;
+        }
         record.via_bdat = envelope.via_bdat;
         return record;
     }
@@ -418,13 +440,13 @@ private:
             using kind = smtp::observation::kind;
             switch (seen.what) {
                 case kind::command:
-                    ++record_.commands;
+                    ++commands_;
                     note('C', seen.text);
                     break;
                 case kind::helo:
-                    record_.helo_verb = engine_->current_envelope().helo_verb;
-                    record_.helo_name = seen.text;
-                    emit("smtp.helo", {{"verb", record_.helo_verb}, {"helo", events::to_json_safe(seen.text)}});
+                    helo_verb_ = engine_->current_envelope().helo_verb;
+                    helo_name_ = seen.text;
+                    emit("smtp.helo", {{"verb", helo_verb_}, {"helo", events::to_json_safe(seen.text)}});
                     break;
                 case kind::auth:
                     record_credential();
@@ -444,7 +466,7 @@ private:
                     emit("session.limit", {{"limit", events::to_json_safe(seen.text)}});
                     break;
                 case kind::protocol_error:
-                    ++record_.errors;
+                    ++errors_;
                     break;
                 case kind::policy:
                     emit("policy.verdict", {{"stage", seen.text}});
@@ -461,10 +483,10 @@ private:
         if (attempts.empty()) return;
         const auto& attempt = attempts.back();
         store::credential_record credential;
-        credential.session_id = record_.id;
+        credential.session_id = id();
         credential.peer_ip = facts_.peer_ip;
         credential.at = events::iso8601_utc_now();
-        credential.listener = record_.listener;
+        credential.listener = smtp::to_string(facts_.listener);
         credential.mechanism = attempt.mechanism;
         credential.authzid = attempt.authzid;
         credential.username = attempt.username;
@@ -479,23 +501,77 @@ private:
         app_.ingest.record_credential(std::move(credential));
     }
 
+    // The transcript is kept compact while the session lives: one string of entries
+    //   [8 bytes: microseconds since the epoch][1 byte: direction][4 bytes: length][text]
+    // (a vector of {ISO timestamp, direction, text} cost ~120 bytes and 2-3 heap blocks a line);
+    // finish() expands it into store::session_record::transcript, timestamps formatted then.
     void note(char direction, std::string_view text) {
-        if (record_.transcript_truncated) return;
+        if (transcript_truncated_) return;
         while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
         if (transcript_bytes_ + text.size() > app_.settings.limits.transcript_bytes) {
-            record_.transcript_truncated = true;
+            transcript_truncated_ = true;
             return;
         }
         transcript_bytes_ += text.size();
-        record_.transcript.push_back({events::iso8601_utc_now(), direction, std::string(text)});
+        const std::int64_t at = std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+        const auto length = static_cast<std::uint32_t>(text.size());
+        char head[transcript_head];
+        std::memcpy(head, &at, sizeof at);
+        head[sizeof at] = direction;
+        std::memcpy(head + sizeof at + 1, &length, sizeof length);
+        const std::size_t needed = transcript_.size() + sizeof head + text.size();
+        if (needed > transcript_.capacity()) {
+            // Most sessions stay small: up to 1 KB grow in 64-byte steps (a copy of at most 1 KB
+            // each), then by half (std::string::reserve alone would double).
+            const std::size_t capacity = transcript_.capacity();
+            const std::size_t target = needed <= 1024 ? (needed + 63) / 64 * 64 : std::max(needed, capacity + capacity / 2);
+            std::string grown;
+            grown.reserve(target);
+            grown.append(transcript_);
+            transcript_.swap(grown);
+        }
+        transcript_.append(head, sizeof head);
+        transcript_.append(text);
     }
 
-    void outcome(std::string_view what) {
-        if (record_.outcome.empty()) record_.outcome = what;
+    std::vector<store::transcript_line> expand_transcript() const {
+        std::vector<store::transcript_line> lines;
+        std::string_view rest = transcript_;
+        while (rest.size() >= transcript_head) {
+            std::int64_t at = 0;
+            std::uint32_t length = 0;
+            std::memcpy(&at, rest.data(), sizeof at);
+            const char direction = rest[sizeof at];
+            std::memcpy(&length, rest.data() + sizeof at + 1, sizeof length);
+            rest.remove_prefix(transcript_head);
+            const std::string_view text = rest.substr(0, length);
+            rest.remove_prefix(text.size());
+            lines.push_back({events::iso8601_utc(std::chrono::system_clock::time_point(std::chrono::microseconds(at))),
+                             direction, std::string(text)});
+        }
+        return lines;
     }
 
+    void outcome(std::string_view what) {  // always a string literal
+        if (outcome_.empty()) outcome_ = what;
+    }
+
+    std::string_view id() const { return {id_.data(), id_.size()}; }
+
+    std::optional<smtp::tls_facts> current_tls() const {
+        if (!tls_established_) return std::nullopt;
+        return transport_.tls_info();
+    }
+
+    // The event fields are built per event from the session's facts instead of being kept
+    // as a second copy of them for the whole session.
     void emit(std::string_view eventid, json::object fields = {}) {
-        app_.events.emit(eventid, event_fields_, std::move(fields));
+        const events::session_fields session{std::string(id()),  app_.sensor,       facts_.peer_ip,
+                                             facts_.peer_port,   facts_.local_ip,   facts_.local_port,
+                                             std::string(smtp::to_string(facts_.listener))};
+        app_.events.emit(eventid, session, std::move(fields));
     }
 
     static json::array recipients_json(const std::vector<std::string>& recipients) {
@@ -504,20 +580,46 @@ private:
         return all;
     }
 
+    // The session's row is built here, once, from what the session kept (facts_, the compact
+    // transcript, counters) instead of living as a second copy for the whole session.
     void finish() {
         writer_.discard();  // a message still open when the session ends was never acknowledged
         if (engine_) {
-            record_.errors = std::max<std::uint32_t>(record_.errors, engine_->errors());
-            if (record_.outcome.empty()) record_.outcome = "quit";
+            errors_ = std::max<std::uint32_t>(errors_, engine_->errors());
+            if (outcome_.empty()) outcome_ = "quit";
         }
-        record_.ended_at = events::iso8601_utc_now();
-        emit("session.close", {{"outcome", record_.outcome},
+        store::session_record record;
+        record.id = id();
+        record.sensor = app_.sensor;
+        record.listener = smtp::to_string(facts_.listener);
+        record.peer_ip = facts_.peer_ip;
+        record.peer_port = facts_.peer_port;
+        record.local_ip = facts_.local_ip;
+        record.local_port = facts_.local_port;
+        record.started_at = events::iso8601_utc(started_at_);
+        record.ended_at = events::iso8601_utc_now();
+        record.helo_verb = std::move(helo_verb_);
+        record.helo_name = std::move(helo_name_);
+        if (const auto tls = current_tls()) {
+            record.tls_version = tls->version;
+            record.tls_cipher = tls->cipher;
+        }
+        record.transcript = expand_transcript();
+        std::string().swap(transcript_);
+        record.transcript_truncated = transcript_truncated_;
+        record.bytes_in = bytes_in_;
+        record.bytes_out = bytes_out_;
+        record.commands = commands_;
+        record.errors = errors_;
+        record.messages = messages_;
+        record.outcome = outcome_;
+        emit("session.close", {{"outcome", record.outcome},
                                {"duration", std::chrono::duration<double>(session_registry::clock::now() - started_).count()},
-                               {"messages", record_.messages},
-                               {"commands", record_.commands},
-                               {"bytes_in", record_.bytes_in},
-                               {"bytes_out", record_.bytes_out}});
-        app_.ingest.record_session(std::move(record_));
+                               {"messages", record.messages},
+                               {"commands", record.commands},
+                               {"bytes_in", record.bytes_in},
+                               {"bytes_out", record.bytes_out}});
+        app_.ingest.record_session(std::move(record));
     }
 
     app_context& app_;
@@ -527,21 +629,34 @@ private:
     smtp::connection_facts facts_;
     std::optional<smtp::engine> engine_;
     smtp::output output_;
-    store::session_record record_;
-    events::session_fields event_fields_;
     std::optional<session_registry::handle> registration_;
     session_registry::clock::time_point started_ = session_registry::clock::now();
-    std::size_t transcript_bytes_ = 0;
+    std::chrono::system_clock::time_point started_at_;
+    // What becomes the session's row (see finish()); sensor, listener and addresses come from
+    // app_ and facts_, TLS version and cipher from the transport.
+    std::string transcript_;  // compact: see note()
+    std::string helo_verb_;
+    std::string helo_name_;
     std::string pending_queue_id_;
+    std::string_view outcome_;  // a string literal (quit, timeout, ...); empty until decided
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
+    std::uint32_t transcript_bytes_ = 0;
+    std::uint32_t commands_ = 0;
+    std::uint32_t errors_ = 0;
+    std::uint32_t messages_ = 0;
+    std::array<char, 16> id_{};  // 16 hex digits (app_context::new_session_id)
+    bool transcript_truncated_ = false;
+    bool tls_established_ = false;
     bool timed_out_ = false;  // the deadline passed once: answer 421 and close
     bool expired_ = false;    // the deadline passed twice, or shutdown: just close
+    static constexpr std::size_t transcript_head = 8 + 1 + 4;
 };
 
 }  // namespace
 
 asio::awaitable<void> run_session(app_context& app, tcp::socket socket, const config::listener_config& listener) {
-    session s(app, std::move(socket), listener);
-    co_await s.run();
+    return session::run(std::make_unique<session>(app, std::move(socket), listener));
 }
 
 }  // namespace relaybait::net

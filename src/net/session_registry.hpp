@@ -41,6 +41,10 @@ public:
     std::size_t sweep(clock::time_point now);
     // Shutdown: expire everything.
     void expire_all();
+    // After a burst: true (once) when the number of sessions has fallen to a quarter of a peak
+    // of at least min_peak since the last time this returned true. The sweeper then hands the
+    // burst's freed heap pages back to the system (malloc_trim).
+    bool burst_ended(std::size_t min_peak = 1000);
     void stop() { stopped_ = true; }  // the sweeper ends at its next tick
     boost::asio::awaitable<void> run_sweeper(std::chrono::milliseconds period);
 
@@ -48,6 +52,7 @@ private:
     std::size_t max_total_;
     std::size_t max_per_ip_;
     bool stopped_ = false;
+    std::size_t peak_ = 0;  // most sessions at once since the last burst_ended()
     std::list<entry> sessions_;
     std::unordered_map<std::string, std::size_t> per_ip_;
 };

@@ -38,18 +38,21 @@ asio::awaitable<std::span<const char>> transport::read_some(boost::system::error
         ec = error;
         co_return std::span<const char>(tls_buffer_.get(), error ? 0 : n);
     }
-    auto& buffer = shared_read_buffer();
     for (;;) {
-        const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
-        if (ec != asio::error::would_block && ec != asio::error::try_again) {
-            co_return std::span<const char>(buffer.data(), ec ? 0 : n);
-        }
-        auto [wait_error] = co_await socket_.async_wait(tcp::socket::wait_read, tuple_awaitable);
+        const auto input = try_read(ec);
+        if (ec != asio::error::would_block && ec != asio::error::try_again) co_return input;
+        auto [wait_error] = co_await wait_readable();
         if (wait_error) {
             ec = wait_error;
             co_return std::span<const char>();
         }
     }
+}
+
+std::span<const char> transport::try_read(boost::system::error_code& ec) {
+    auto& buffer = shared_read_buffer();
+    const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
+    return std::span<const char>(buffer.data(), ec ? 0 : n);
 }
 
 asio::awaitable<void> transport::write(std::string_view bytes, boost::system::error_code& ec) {

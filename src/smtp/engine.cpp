@@ -90,12 +90,17 @@ struct engine::state {
     std::uint64_t bytes = 0;
 
     bool tls_active = false;
-    std::optional<tls_facts> tls;
+    std::unique_ptr<tls_facts> tls;  // set once TLS is up (a plain session keeps 8 bytes, not 72)
     bool authenticated = false;
     unsigned auth_failures = 0;
     std::vector<credential> creds;
     sasl_step step = sasl_step::none;
-    credential pending;
+    // AUTH in progress; allocated by the first AUTH (most sessions never send one).
+    std::unique_ptr<credential> pending_box;
+    credential& pending() {
+        if (!pending_box) pending_box = std::make_unique<credential>();
+        return *pending_box;
+    }
 
     envelope envl;
     bool in_mail = false;
@@ -866,14 +871,14 @@ struct engine::state {
             reply(out, p->auth_syntax);
             return verdict::error;
         }
-        pending = credential{};
-        for (char c : args[1].text) pending.mechanism.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c);
+        pending() = credential{};
+        for (char c : args[1].text) pending().mechanism.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c);
         std::optional<std::string_view> initial;
         if (args.size() == 3) {
             initial = args[2].text;
-            pending.raw = args[2].text;
+            pending().raw = args[2].text;
         }
-        bool known = std::find(p->auth_mechanisms.begin(), p->auth_mechanisms.end(), pending.mechanism) !=
+        bool known = std::find(p->auth_mechanisms.begin(), p->auth_mechanisms.end(), pending().mechanism) !=
                      p->auth_mechanisms.end();
         if (!known) return auth_fail(out, p->auth_no_mechanism);
         std::optional<std::string> decoded;
@@ -881,13 +886,13 @@ struct engine::state {
             decoded.emplace();
             if (auto bad = decode_failure(*initial, *decoded)) return auth_fail(out, *bad);
         }
-        if (pending.mechanism == "PLAIN") {
+        if (pending().mechanism == "PLAIN") {
             if (decoded) return auth_plain(*decoded, out);
             step = sasl_step::plain;
             reply(out, p->plain_prompt);
-        } else if (pending.mechanism == "LOGIN") {
+        } else if (pending().mechanism == "LOGIN") {
             if (decoded) {
-                pending.username = *decoded;
+                pending().username = *decoded;
                 step = sasl_step::login_password;
                 reply(out, p->login_password_prompt);
             } else {
@@ -897,9 +902,9 @@ struct engine::state {
         } else {  // CRAM-MD5: server first, an initial response is a protocol error
             if (decoded) return auth_fail(out, p->auth_bad_protocol);
             auto now = std::chrono::duration_cast<std::chrono::seconds>(env.now().time_since_epoch()).count();
-            pending.challenge = p->cram_challenge(env.random(), static_cast<std::uint64_t>(now), host());
+            pending().challenge = p->cram_challenge(env.random(), static_cast<std::uint64_t>(now), host());
             step = sasl_step::cram;
-            reply(out, "334 " + syntax::base64_encode(pending.challenge));
+            reply(out, "334 " + syntax::base64_encode(pending().challenge));
         }
         ph = phase::sasl;
         return verdict::pending;
@@ -916,9 +921,9 @@ struct engine::state {
     }
 
     verdict auth_fail(output& out, const std::string& text) {
-        pending.accepted = false;
-        creds.push_back(pending);
-        observe(out, observation::kind::auth, pending.mechanism + " " + pending.username);
+        pending().accepted = false;
+        creds.push_back(pending());
+        observe(out, observation::kind::auth, pending().mechanism + " " + pending().username);
         ++auth_failures;
         step = sasl_step::none;
         ph = phase::command;
@@ -930,13 +935,13 @@ struct engine::state {
         std::size_t first = decoded.find('\0');
         std::size_t second = first == std::string::npos ? std::string::npos : decoded.find('\0', first + 1);
         if (second == std::string::npos) return auth_fail(out, p->auth_bad_protocol);
-        pending.authzid = decoded.substr(0, first);
-        pending.username = decoded.substr(first + 1, second - first - 1);
-        pending.password = decoded.substr(second + 1);
+        pending().authzid = decoded.substr(0, first);
+        pending().username = decoded.substr(first + 1, second - first - 1);
+        pending().password = decoded.substr(second + 1);
         return auth_finish(out);
     }
 
-    bool policy_accepts() const {
+    bool policy_accepts() {
         const auth_policy& policy = config->auth;
         switch (policy.policy) {
         case auth_policy::mode::accept_all: return true;
@@ -944,10 +949,10 @@ struct engine::state {
         case auth_policy::mode::accept_after_failures: return auth_failures >= policy.failures_before_accept;
         case auth_policy::mode::accept_listed:
             for (const auto& [user, password] : policy.accepted_pairs) {
-                if (user != pending.username) continue;
-                if (pending.mechanism == "CRAM-MD5") {
-                    if (syntax::lowercase(pending.password) == syntax::hmac_md5_hex(password, pending.challenge)) return true;
-                } else if (password == pending.password) {
+                if (user != pending().username) continue;
+                if (pending().mechanism == "CRAM-MD5") {
+                    if (syntax::lowercase(pending().password) == syntax::hmac_md5_hex(password, pending().challenge)) return true;
+                } else if (password == pending().password) {
                     return true;
                 }
             }
@@ -959,9 +964,9 @@ struct engine::state {
     verdict auth_finish(output& out) {
         if (!policy_accepts()) return auth_fail(out, p->auth_failed);
         if (policy != nullptr) {
-            std::optional<credential> attempt = pending;
+            std::optional<credential> attempt = pending();
             attempt->accepted = true;
-            stage_verdict decision = policy->decide(stage::auth, facts, envl, attempt, pending.username);
+            stage_verdict decision = policy->decide(stage::auth, facts, envl, attempt, pending().username);
             tarpit = decision.delay;
             const bool refusal = !decision.reply.empty() && (decision.reply[0] == '4' || decision.reply[0] == '5');
             if (decision.what == stage_verdict::kind::disconnect || (decision.what == stage_verdict::kind::reply && refusal)) {
@@ -971,11 +976,11 @@ struct engine::state {
                 return v;
             }
         }
-        pending.accepted = true;
-        creds.push_back(pending);
-        observe(out, observation::kind::auth, pending.mechanism + " " + pending.username);
+        pending().accepted = true;
+        creds.push_back(pending());
+        observe(out, observation::kind::auth, pending().mechanism + " " + pending().username);
         authenticated = true;
-        envl.auth = pending;
+        envl.auth = pending();
         step = sasl_step::none;
         ph = phase::command;
         reply(out, p->auth_ok);
@@ -987,8 +992,8 @@ struct engine::state {
             if (auth_fail(out, p->auth_aborted) == verdict::error) count_error(out);
             return;
         }
-        if (!pending.raw.empty()) pending.raw.push_back(' ');
-        pending.raw.append(text);
+        if (!pending().raw.empty()) pending().raw.push_back(' ');
+        pending().raw.append(text);
         std::optional<std::string> decoded{std::in_place};
         verdict v = verdict::pending;
         if (auto bad = decode_failure(text, *decoded)) {
@@ -997,22 +1002,22 @@ struct engine::state {
             switch (step) {
             case sasl_step::plain: v = auth_plain(*decoded, out); break;
             case sasl_step::login_user:
-                pending.username = *decoded;
+                pending().username = *decoded;
                 step = sasl_step::login_password;
                 reply(out, p->login_password_prompt);
                 break;
             case sasl_step::login_password:
-                pending.password = *decoded;
+                pending().password = *decoded;
                 // Cyrus cannot look up an empty user name: a temporary failure, whatever the policy.
-                v = pending.username.empty() ? auth_fail(out, p->auth_temp_failure) : auth_finish(out);
+                v = pending().username.empty() ? auth_fail(out, p->auth_temp_failure) : auth_finish(out);
                 break;
             case sasl_step::cram: {
                 std::size_t sp = decoded->rfind(' ');
                 if (sp == std::string::npos) {
                     v = auth_fail(out, p->auth_bad_protocol);
                 } else {
-                    pending.username = decoded->substr(0, sp);
-                    pending.password = decoded->substr(sp + 1);
+                    pending().username = decoded->substr(0, sp);
+                    pending().password = decoded->substr(sp + 1);
                     v = auth_finish(out);
                 }
                 break;
@@ -1062,7 +1067,7 @@ void engine::feed(std::string_view input, output& out) { state_->feed(input, out
 void engine::tls_started(const tls_facts& tls, output& out) {
     auto& s = *state_;
     s.tls_active = true;
-    s.tls = tls;
+    s.tls = std::make_unique<tls_facts>(tls);
     // Postfix forgets everything learned before the handshake (RFC 3207 section 4.2).
     s.mail_reset();
     s.bdat_error = false;
@@ -1140,7 +1145,10 @@ std::string engine::busy_reply() const {
 
 const envelope& engine::current_envelope() const { return state_->envl; }
 const std::vector<credential>& engine::credentials() const { return state_->creds; }
-std::optional<tls_facts> engine::tls() const { return state_->tls; }
+std::optional<tls_facts> engine::tls() const {
+    if (!state_->tls) return std::nullopt;
+    return *state_->tls;
+}
 std::uint64_t engine::bytes_received() const { return state_->bytes; }
 std::size_t engine::messages_accepted() const { return state_->messages; }
 unsigned engine::errors() const { return state_->error_count; }

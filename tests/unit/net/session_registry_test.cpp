@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace relaybait::net {
 namespace {
 
@@ -42,6 +44,22 @@ TEST(session_registry, sweep_expires_only_sessions_past_their_deadline_once) {
     EXPECT_EQ(expired_b, 0);
     registry.expire_all();
     EXPECT_EQ(expired_b, 1);
+}
+
+TEST(session_registry, burst_ended_once_the_sessions_fall_to_a_quarter_of_a_large_peak) {
+    session_registry registry(100, 100);
+    std::vector<session_registry::handle> live;
+    for (int i = 0; i < 8; ++i) live.push_back(registry.add("198.51.100.1", [] {}));
+    EXPECT_FALSE(registry.burst_ended(10));  // a peak of 8 is not a burst
+    for (int i = 0; i < 4; ++i) live.push_back(registry.add("198.51.100.1", [] {}));
+    EXPECT_FALSE(registry.burst_ended(10));  // 12 still open
+    while (live.size() > 3) {
+        registry.remove(live.back());
+        live.pop_back();
+    }
+    EXPECT_TRUE(registry.burst_ended(10));   // 3 <= 12 / 4
+    EXPECT_FALSE(registry.burst_ended(10));  // once per burst
+    for (auto h : live) registry.remove(h);
 }
 
 }  // namespace
