@@ -5,6 +5,7 @@
 #include <boost/json/string.hpp>
 
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
 namespace relaybait::events {
@@ -56,6 +57,19 @@ std::size_t sequence_length(std::string_view s, std::size_t i, std::size_t* bad)
 bool is_valid_utf8(std::string_view bytes) noexcept {
     std::size_t bad = 0;
     for (std::size_t i = 0; i < bytes.size();) {
+        // ASCII runs (nearly everything an SMTP session produces) 8 bytes at a time.
+        if (i + 8 <= bytes.size()) {
+            std::uint64_t word;
+            std::memcpy(&word, bytes.data() + i, 8);
+            if ((word & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        if (static_cast<std::uint8_t>(bytes[i]) < 0x80) {
+            ++i;
+            continue;
+        }
         const std::size_t n = sequence_length(bytes, i, &bad);
         if (n == 0) return false;
         i += n;

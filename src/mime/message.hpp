@@ -57,7 +57,11 @@ struct parsed_message {
 };
 
 // Parses a raw RFC 5322 message (CRLF or LF line ends). Never throws on bad input.
+// Simple messages (printable ASCII, one text/plain body, no transfer encoding) are parsed
+// without GMime, with the same result; everything else goes through parse_with_gmime.
 parsed_message parse(std::string_view raw, const limits& bounds = {});
+// Always GMime (the tests compare both paths).
+parsed_message parse_with_gmime(std::string_view raw, const limits& bounds = {});
 
 // Decodes every RFC 2047 encoded-word of a header value into UTF-8 (8-bit bytes that are not
 // UTF-8 are taken as Latin-1). Exposed for tests and other users.

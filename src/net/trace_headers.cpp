@@ -47,36 +47,93 @@ std::string rfc5322_date(std::chrono::system_clock::time_point when) {
 std::string make_trace_headers(const trace_facts& facts) {
     const auto& conn = facts.connection;
     const auto& env = facts.envelope;
-    const std::string helo = env.helo_name.empty() ? std::string("unknown") : header_safe(env.helo_name, 200);
+    // Appended piece by piece into one reserved string (this runs for every message).
     std::string out;
-    out += "Received: from " + helo + " (unknown [" + conn.peer_ip + "])\r\n";
+    out.reserve(640 + conn.local_hostname.size() + env.helo_name.size() * 2 + env.mail_from.size() +
+                env.mail_parameters.size() + env.recipients.size() * 64);
+    out += "Received: from ";
+    if (env.helo_name.empty()) out += "unknown";
+    else out += header_safe(env.helo_name, 200);
+    out += " (unknown [";
+    out += conn.peer_ip;
+    out += "])\r\n";
     if (facts.tls) {
         const std::string bits = cipher_bits(facts.tls->cipher);
-        out += "\t(using " + facts.tls->version + " with cipher " + facts.tls->cipher;
-        if (!bits.empty()) out += " (" + bits + " bits)";
+        out += "\t(using ";
+        out += facts.tls->version;
+        out += " with cipher ";
+        out += facts.tls->cipher;
+        if (!bits.empty()) {
+            out += " (";
+            out += bits;
+            out += " bits)";
+        }
         out += ")\r\n\t(No client certificate requested)\r\n";
     }
-    out += "\tby " + conn.local_hostname + " (Postfix) with " + std::string(protocol_name(facts)) + " id " +
-           std::string(facts.queue_id);
+    out += "\tby ";
+    out += conn.local_hostname;
+    out += " (Postfix) with ";
+    out += protocol_name(facts);
+    out += " id ";
+    out += facts.queue_id;
     // Postfix names the recipient only when there is exactly one; otherwise the date folds
     // onto its own continuation line.
     if (env.recipients.size() == 1) {
-        out += "\r\n\tfor <" + header_safe(env.recipients.front().address, 300) + ">; ";
+        out += "\r\n\tfor <";
+        out += header_safe(env.recipients.front().address, 300);
+        out += ">; ";
     } else {
         out += ";\r\n\t";
     }
-    out += rfc5322_date(facts.received_at) + "\r\n";
+    out += rfc5322_date(facts.received_at);
+    out += "\r\n";
 
-    const std::string prefix(trace_header_prefix);
-    out += prefix + "Session: " + std::string(facts.session_id) + "\r\n";
-    out += prefix + "Listener: " + std::string(smtp::to_string(conn.listener)) + "\r\n";
-    out += prefix + "Peer: " + conn.peer_ip + ":" + std::to_string(conn.peer_port) + "\r\n";
-    out += prefix + "Helo: " + header_safe(env.helo_verb + " " + env.helo_name) + "\r\n";
-    out += prefix + "Mail-From: <" + header_safe(env.mail_from) + ">" +
-           (env.mail_parameters.empty() ? "" : " " + header_safe(env.mail_parameters)) + "\r\n";
-    out += prefix + "Rcpt-To: " + header_safe(recipient_list(env), 64 * 1024) + "\r\n";
-    if (env.auth) out += prefix + "Auth-User: " + header_safe(env.auth->username) + "\r\n";
-    if (facts.tls) out += prefix + "TLS: " + facts.tls->version + " " + facts.tls->cipher + "\r\n";
+    const std::string_view prefix(trace_header_prefix);
+    out += prefix;
+    out += "Session: ";
+    out += facts.session_id;
+    out += "\r\n";
+    out += prefix;
+    out += "Listener: ";
+    out += smtp::to_string(conn.listener);
+    out += "\r\n";
+    out += prefix;
+    out += "Peer: ";
+    out += conn.peer_ip;
+    out += ':';
+    out += std::to_string(conn.peer_port);
+    out += "\r\n";
+    out += prefix;
+    out += "Helo: ";
+    out += header_safe(env.helo_verb + " " + env.helo_name);
+    out += "\r\n";
+    out += prefix;
+    out += "Mail-From: <";
+    out += header_safe(env.mail_from);
+    out += '>';
+    if (!env.mail_parameters.empty()) {
+        out += ' ';
+        out += header_safe(env.mail_parameters);
+    }
+    out += "\r\n";
+    out += prefix;
+    out += "Rcpt-To: ";
+    out += header_safe(recipient_list(env), 64 * 1024);
+    out += "\r\n";
+    if (env.auth) {
+        out += prefix;
+        out += "Auth-User: ";
+        out += header_safe(env.auth->username);
+        out += "\r\n";
+    }
+    if (facts.tls) {
+        out += prefix;
+        out += "TLS: ";
+        out += facts.tls->version;
+        out += ' ';
+        out += facts.tls->cipher;
+        out += "\r\n";
+    }
     return out;
 }
 

@@ -315,6 +315,139 @@ bool cidr_contains(const cidr& net, const cidr& ip) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Text matching without copies: ASCII case folding on the fly, and for 'contains' one pass over
+// the value for all the needles of a comparison (encoded($self.ip) alone is ~25 needles).
+
+struct fold_table {
+    unsigned char to[256];
+    constexpr fold_table() : to() {
+        for (int c = 0; c < 256; ++c) to[c] = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+};
+constexpr fold_table fold{};
+
+inline unsigned char folded(char c) { return fold.to[static_cast<unsigned char>(c)]; }
+
+// hay[at, at + nd.size) equals the needle (ASCII case-insensitively unless exact).
+inline bool equal_at(std::string_view hay, std::size_t at, const needle& nd, bool exact) {
+    const std::size_t len = nd.text.size();
+    if (exact) return std::memcmp(hay.data() + at, nd.text.data(), len) == 0;
+    const char* h = hay.data() + at;
+    const char* l = nd.lower.data();
+    for (std::size_t k = 0; k < len; ++k)
+        if (folded(h[k]) != static_cast<unsigned char>(l[k])) return false;
+    return true;
+}
+
+// Same result as text_match(oper, exact ? hay : lower(hay), exact ? text : lower(text)).
+bool match_one(op oper, std::string_view hay, const needle& nd, bool exact) {
+    const std::size_t len = nd.text.size();
+    switch (oper) {
+        case op::contains: {
+            if (len == 0 || hay.size() < len) return false;
+            if (exact) return hay.find(nd.text) != std::string_view::npos;
+            const auto first = static_cast<unsigned char>(nd.lower[0]);
+            const std::size_t last = hay.size() - len;
+            for (std::size_t i = 0; i <= last; ++i)
+                if (folded(hay[i]) == first && equal_at(hay, i, nd, false)) return true;
+            return false;
+        }
+        case op::startswith: return len != 0 && hay.size() >= len && equal_at(hay, 0, nd, exact);
+        case op::endswith: return len != 0 && hay.size() >= len && equal_at(hay, hay.size() - len, nd, exact);
+        case op::equals:
+        case op::in: return hay.size() == len && (len == 0 || equal_at(hay, 0, nd, exact));
+        default: return false;
+    }
+}
+
+}  // namespace
+
+struct needle_index {
+    // One needle of a 'contains': found by memchr of its rarest case-invariant byte (the anchor),
+    // then compared whole. A case-insensitive needle of letters only has no anchor: scanned.
+    struct entry {
+        std::uint16_t needle = 0;
+        bool exact = false;
+        bool anchored = false;
+        std::uint16_t anchor_at = 0;
+        char anchor = 0;
+    };
+    const std::vector<needle>* needles = nullptr;  // the node's own needles (same lifetime)
+    bool case_sensitive = false;
+    std::vector<entry> entries;  // non-empty needles
+
+    bool exact(const needle& nd) const { return case_sensitive || nd.exact; }
+
+    static bool contains_one(std::string_view hay, const needle& nd, const entry& e) {
+        const std::size_t len = nd.text.size();
+        if (hay.size() < len) return false;
+        if (!e.anchored) return match_one(op::contains, hay, nd, e.exact);
+        const char* base = hay.data();
+        const char* p = base + e.anchor_at;
+        const char* end = base + (hay.size() - len) + e.anchor_at + 1;  // last anchor position + 1
+        while (p < end) {
+            const void* hit = std::memchr(p, e.anchor, static_cast<std::size_t>(end - p));
+            if (hit == nullptr) return false;
+            const char* at = static_cast<const char*>(hit);
+            if (equal_at(hay, static_cast<std::size_t>(at - base) - e.anchor_at, nd, e.exact)) return true;
+            p = at + 1;
+        }
+        return false;
+    }
+
+    bool matches(op oper, std::string_view hay) const {
+        if (oper == op::contains) {
+            for (const auto& e : entries)
+                if (contains_one(hay, (*needles)[e.needle], e)) return true;
+            return false;
+        }
+        for (const auto& nd : *needles)
+            if (match_one(oper, hay, nd, exact(nd))) return true;
+        return false;
+    }
+};
+
+namespace {
+
+// Rough rarity of a byte in mail text (lower = rarer): the anchor is the rarest byte of a needle.
+int commonness(unsigned char c) {
+    if (c == ' ') return 6;
+    if (c >= 'a' && c <= 'z') return 5;
+    if (c >= 'A' && c <= 'Z') return 4;
+    if (c == '.' || c == ',' || c == '-' || c == '\r' || c == '\n') return 3;
+    if (c >= '0' && c <= '9') return 2;
+    return c < 0x80 ? 0 : 1;
+}
+
+std::shared_ptr<const needle_index> build_index(const std::vector<needle>& needles, bool case_sensitive) {
+    if (needles.size() > 0xFFFF) return nullptr;  // bounded far below by the parser; plain loop otherwise
+    auto index = std::make_shared<needle_index>();
+    index->needles = &needles;
+    index->case_sensitive = case_sensitive;
+    for (std::size_t k = 0; k < needles.size(); ++k) {
+        const needle& nd = needles[k];
+        if (nd.text.empty()) continue;
+        needle_index::entry e;
+        e.needle = static_cast<std::uint16_t>(k);
+        e.exact = case_sensitive || nd.exact;
+        int best = 100;
+        for (std::size_t at = 0; at < nd.text.size() && at <= 0xFFFF; ++at) {
+            const auto c = static_cast<unsigned char>(nd.text[at]);
+            const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+            if (!e.exact && letter) continue;  // not case-invariant
+            if (commonness(c) < best) {
+                best = commonness(c);
+                e.anchored = true;
+                e.anchor_at = static_cast<std::uint16_t>(at);
+                e.anchor = nd.text[at];
+            }
+        }
+        index->entries.push_back(e);
+    }
+    return index;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Parser
 
 needle make_needle(std::string text, bool exact) {
@@ -528,6 +661,7 @@ private:
             }
         }
         for (auto& [n, offset] : constants) cmp.needles.push_back(std::move(n));
+        if (!cmp.needles.empty()) cmp.index = build_index(cmp.needles, cmp.case_sensitive);
     }
 
     // value := STRING | INT | $ref | encoded(value) | any(list) | any-of list | list
@@ -716,19 +850,6 @@ std::int64_t number_of(field_id id, const context& ctx) {
     }
 }
 
-bool text_match(op oper, std::string_view hay, std::string_view needle_text) {
-    switch (oper) {
-        case op::contains: return !needle_text.empty() && hay.find(needle_text) != std::string_view::npos;
-        case op::startswith: return !needle_text.empty() && hay.substr(0, needle_text.size()) == needle_text;
-        case op::endswith:
-            return !needle_text.empty() && hay.size() >= needle_text.size() &&
-                   hay.substr(hay.size() - needle_text.size()) == needle_text;
-        case op::equals:
-        case op::in: return hay == needle_text;
-        default: return false;
-    }
-}
-
 bool compare(const node& n, const context& ctx) {
     const field_info& f = info(n.field);
     if (!available(n.field, ctx)) return false;
@@ -786,20 +907,14 @@ bool compare(const node& n, const context& ctx) {
     }
 
     for (auto h : hay.views) {
-        std::string lowered;
-        bool have_lower = false;
-        auto check = [&](const needle& nd) {
-            if (n.case_sensitive || nd.exact) return text_match(n.oper, h, nd.text);
-            if (!have_lower) {
-                lowered = ascii_lower(h);
-                have_lower = true;
-            }
-            return text_match(n.oper, lowered, nd.lower);
-        };
-        for (const auto& nd : n.needles)
-            if (check(nd)) return true;
+        if (n.index) {
+            if (n.index->matches(n.oper, h)) return true;
+        } else {
+            for (const auto& nd : n.needles)
+                if (match_one(n.oper, h, nd, n.case_sensitive || nd.exact)) return true;
+        }
         for (const auto& nd : dynamic)
-            if (check(nd)) return true;
+            if (match_one(n.oper, h, nd, n.case_sensitive || nd.exact)) return true;
     }
     return false;
 }

@@ -81,6 +81,7 @@ struct needle {
     std::string lower;  // ASCII lower case of text
     bool exact = false;  // always case-sensitive (base64 forms)
 };
+struct needle_index;  // the needles of one comparison, indexed for a single pass over a value (expr.cpp)
 struct dynamic_value {
     field_id field;
     bool encode = false;
@@ -105,6 +106,7 @@ struct node {
     op oper = op::contains;
     bool case_sensitive = false;
     std::vector<needle> needles;
+    std::shared_ptr<const needle_index> index;  // built from `needles` when compiled
     std::vector<dynamic_value> dynamic;
     std::vector<std::shared_ptr<const re2::RE2>> regexes;
     std::vector<cidr> cidrs;

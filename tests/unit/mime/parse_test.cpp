@@ -3,6 +3,8 @@
 #include <chrono>
 #include <random>
 #include <string>
+#include <mutex>
+#include <vector>
 
 #include "mime/message.hpp"
 
@@ -229,4 +231,135 @@ TEST(MimeParse, RandomGarbageNeverCrashes) {
 TEST(MimeDecode, HeaderValue) {
     EXPECT_EQ(mime::decode_header_value("=?utf-8?q?a_b?= =?utf-8?q?c?="), "a bc");
     EXPECT_EQ(mime::decode_header_value("plain"), "plain");
+}
+
+// ---- The GMime-free paths give what GMime gives -------------------------------------------
+
+#include <gmime/gmime.h>
+
+namespace {
+
+std::string gmime_decode(std::string_view text) {
+    static std::once_flag once;
+    std::call_once(once, [] { g_mime_init(); });
+    GMimeParserOptions* options = g_mime_parser_options_new();
+    g_mime_parser_options_set_rfc2047_compliance_mode(options, GMIME_RFC_COMPLIANCE_LOOSE);
+    g_mime_parser_options_set_address_compliance_mode(options, GMIME_RFC_COMPLIANCE_LOOSE);
+    g_mime_parser_options_set_parameter_compliance_mode(options, GMIME_RFC_COMPLIANCE_LOOSE);
+    static const char* fallback[] = {"utf-8", "windows-1252", nullptr};
+    g_mime_parser_options_set_fallback_charsets(options, fallback);
+    const std::string copy(text);
+    char* decoded = g_mime_utils_header_decode_text(options, copy.c_str());
+    std::string out = decoded != nullptr ? decoded : "";
+    g_free(decoded);
+    g_mime_parser_options_free(options);
+    return out;
+}
+
+void expect_same(const mime::parsed_message& a, const mime::parsed_message& b, const std::string& raw) {
+    SCOPED_TRACE(raw.substr(0, 400));
+    ASSERT_EQ(a.headers.size(), b.headers.size());
+    for (std::size_t i = 0; i < a.headers.size(); ++i) {
+        EXPECT_EQ(a.headers[i].name, b.headers[i].name);
+        EXPECT_EQ(a.headers[i].value, b.headers[i].value);
+    }
+    EXPECT_EQ(a.subject, b.subject);
+    EXPECT_EQ(a.from, b.from);
+    EXPECT_EQ(a.to, b.to);
+    EXPECT_EQ(a.text_body, b.text_body);
+    EXPECT_EQ(a.html_body, b.html_body);
+    EXPECT_EQ(a.attachments.size(), b.attachments.size());
+    EXPECT_EQ(a.part_count, b.part_count);
+    EXPECT_EQ(a.truncated, b.truncated);
+    EXPECT_EQ(a.parse_failed, b.parse_failed);
+}
+
+}  // namespace
+
+TEST(MimeParse, PlainAsciiHeaderValuesDecodeToThemselves) {
+    std::mt19937 rng(7);
+    const std::string alphabet = "abcXYZ 019 \t  .,;:<>@()[]\"'?=_-/\\~!#$%&*+^`{|}";
+    for (int round = 0; round < 20000; ++round) {
+        std::string value;
+        const int n = static_cast<int>(rng() % 60);
+        for (int i = 0; i < n; ++i) value += alphabet[rng() % alphabet.size()];
+        if (value.find("=?") != std::string::npos) continue;
+        ASSERT_EQ(mime::decode_header_value(value), [&] {
+            std::string g = gmime_decode(value);
+            const auto b = g.find_first_not_of(" \t");
+            const auto e = g.find_last_not_of(" \t");
+            return b == std::string::npos ? std::string() : g.substr(b, e - b + 1);
+        }()) << "[" << value << "]";
+    }
+}
+
+TEST(MimeParse, FastPathMatchesGMime) {
+    std::vector<std::string> cases = {
+        crlf("From: <bench@example.org>\nTo: <root@mail.example.com>\nDate: Mon, 23 Nov 2026 21:52:36 +0000 (UTC)\n"
+             "Message-Id: <0f5a.0003.0012@client.example.org>\n\n1XXXX\n2XXXX\n"),
+        "Subject: lf only\n\nbody line\nlast",
+        "Subject: no body\r\n\r\n",
+        "Subject: folded\r\n  more\r\n\tand tab\r\nX-A:   spaced   \r\n\r\n\r\n\r\nbody after blank lines\r\n",
+        "Subject: hi\r\nContent-Type: text/plain\r\n\r\nbody\r\n",
+        "Subject: hi\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nbody\r\n",
+        "Subject: hi\r\nContent-Type: TEXT/PLAIN;\r\n charset=\"UTF-8\"\r\n\r\nbody\r\n",
+        "Subject: hi\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nbody\r\n",
+        "Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>body</p>\r\n",
+        "Subject: hi\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n",
+        "Subject: hi\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3Db=\r\nc\r\n",
+        "Subject: hi\r\nContent-Disposition: attachment; filename=x.txt\r\n\r\nbody\r\n",
+        "Subject: =?UTF-8?B?SGVsbG8g?= world\r\n\r\nbody\r\n",
+        "Subject hi\r\nNot a header\r\n\r\nbody\r\n",
+        " leading continuation\r\nSubject: x\r\n\r\nbody\r\n",
+        "Subject : space before colon\r\n\r\nbody\r\n",
+        "Subject: bare\rcr\r\n\r\nbody\r\n",
+        "Subject: 8bit caf\xc3\xa9\r\n\r\nbody\r\n",
+        "Subject: x\r\n\r\nbody caf\xe9\r\n",
+        "From hello Mon Jan 1\r\nSubject: mbox\r\n\r\nbody\r\n",
+        "just a line of text without a header block",
+        "",
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+        "Content-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: text/html\r\n\r\n<b>html</b>\r\n--b--\r\n",
+        "Subject: =?\r\nX: ?=\r\n\r\n=?utf-8?q?x?=\r\n",
+        "Subject: x\r\n\r\nFrom the body\r\n.\r\n..dots\r\n",
+    };
+    // Header names with every printable character GMime might refuse.
+    for (char c = '!'; c <= '~'; ++c) {
+        if (c == ':') continue;
+        cases.push_back(std::string("X") + c + "Name: v\r\nSubject: s\r\n\r\nbody\r\n");
+        cases.push_back(std::string(1, c) + ": v\r\nSubject: s\r\n\r\nbody\r\n");
+    }
+    std::mt19937 rng(11);
+    const std::vector<std::string> names = {"Subject", "From", "To", "X-Mailer", "Message-ID", "Received", "content-type",
+                                            "Content-Transfer-Encoding", "X-Relay-Test"};
+    const std::vector<std::string> values = {" hello", " 198.51.100.7", "  spaced  out ", "\tx", " a=?b", " ?=",
+                                             " text/plain", " text/plain; charset=utf-8", " 7bit", " <a@b.c>", ""};
+    for (int round = 0; round < 3000; ++round) {
+        std::string raw;
+        const int headers = static_cast<int>(rng() % 6);
+        const std::string eol = rng() % 4 == 0 ? "\n" : "\r\n";
+        for (int i = 0; i < headers; ++i) {
+            raw += names[rng() % names.size()] + ":" + values[rng() % values.size()] + eol;
+            if (rng() % 5 == 0) raw += " folded" + values[rng() % values.size()] + eol;
+        }
+        raw += eol;
+        const int lines = static_cast<int>(rng() % 8);
+        for (int i = 0; i < lines; ++i) raw += "line " + std::to_string(rng() % 1000) + values[rng() % values.size()] + eol;
+        if (rng() % 3 == 0 && !raw.empty()) raw.pop_back();
+        cases.push_back(raw);
+    }
+    for (const auto& raw : cases) expect_same(mime::parse(raw), mime::parse_with_gmime(raw), raw);
+}
+
+TEST(MimeParse, FastPathDecisionPerByte) {
+    // Every byte value at every position of a 16-byte block and its tail: only printable ASCII,
+    // tab, CR (before LF) and LF keep a message on the fast path, and both paths always agree.
+    for (int c = 0; c < 256; ++c) {
+        for (std::size_t at : {0u, 7u, 15u, 16u, 17u, 31u, 40u}) {
+            std::string body(48, 'x');
+            body[at] = static_cast<char>(c);
+            const std::string raw = "Subject: s\r\n\r\n" + body + "\r\n";
+            expect_same(mime::parse(raw), mime::parse_with_gmime(raw), raw);
+        }
+    }
 }

@@ -368,3 +368,60 @@ TEST(Parser, RandomAndMutatedInputNeverCrashes) {
     }
     EXPECT_GT(compiled, 100u);
 }
+
+// The needle index (one pass, case folded on the fly) decides exactly like lower-casing the
+// value and trying every needle with std::string_view::find / compare.
+TEST(Expr, IndexedMatchingEqualsNaiveMatching) {
+    std::mt19937 rng(5);
+    const std::string alphabet = "aAbBzZ019.:[]%=-_ \t";
+    auto random_text = [&](std::size_t max) {
+        std::string t;
+        const std::size_t n = rng() % (max + 1);
+        for (std::size_t i = 0; i < n; ++i) t += alphabet[rng() % alphabet.size()];
+        return t;
+    };
+    auto lower = [](std::string t) {
+        for (auto& c : t)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        return t;
+    };
+    const char* ops[] = {"contains", "startswith", "endswith", "equals", "contains_cs", "startswith_cs", "endswith_cs",
+                         "equals_cs", "in"};
+    for (int round = 0; round < 400; ++round) {
+        const std::string oper = ops[rng() % std::size(ops)];
+        std::vector<std::string> needles;
+        const int count = 1 + static_cast<int>(rng() % 6);
+        for (int i = 0; i < count; ++i) needles.push_back(random_text(4));
+        const bool encoded = rng() % 4 == 0;  // base64 forms are always case-sensitive
+        std::string text = "subject " + oper + " " + (encoded ? "encoded(" : "") + "[";
+        for (std::size_t i = 0; i < needles.size(); ++i) {
+            std::string quoted;
+            for (char c : needles[i]) quoted += c == '\t' ? std::string("\\t") : std::string(1, c);
+            text += (i ? ", \"" : "\"") + quoted + "\"";
+        }
+        text += std::string("]") + (encoded ? ")" : "");
+        const auto expr = compile(text, self());
+        const node& cmp = *expr->root;
+        for (int v = 0; v < 50; ++v) {
+            mime::parsed_message message;
+            message.subject = random_text(12);
+            context ctx;
+            ctx.hook = hook_point::data;
+            ctx.message = &message;
+            bool expected = false;
+            for (const auto& nd : cmp.needles) {
+                const bool exact = cmp.case_sensitive || nd.exact;
+                const std::string hay = exact ? message.subject : lower(message.subject);
+                const std::string& n = exact ? nd.text : nd.lower;
+                bool m = false;
+                if (cmp.oper == op::contains) m = !n.empty() && hay.find(n) != std::string::npos;
+                else if (cmp.oper == op::startswith) m = !n.empty() && hay.rfind(n, 0) == 0;
+                else if (cmp.oper == op::endswith)
+                    m = !n.empty() && hay.size() >= n.size() && hay.compare(hay.size() - n.size(), n.size(), n) == 0;
+                else m = hay == n;
+                expected = expected || m;
+            }
+            ASSERT_EQ(evaluate(*expr, ctx), expected) << text << " on [" << message.subject << "]";
+        }
+    }
+}
