@@ -211,7 +211,7 @@ struct apply_options {
 };
 
 struct apply_counts {
-    std::size_t moved = 0, tagged = 0, dropped = 0, failed = 0;
+    std::size_t classified = 0, moved = 0, tagged = 0, dropped = 0, failed = 0;
 };
 
 std::string joined(const std::vector<std::string>& values) {
@@ -224,18 +224,24 @@ std::string joined(const std::vector<std::string>& values) {
 std::string planned_actions(const rules::actions& actions, const std::string& folder) {
     std::vector<std::string> steps;
     if (!actions.tags.empty()) steps.push_back("tag " + joined(actions.tags));
+    steps.push_back("record the rule and its kind");
     if (actions.drop) steps.push_back("drop the stored file (the row stays)");
     else if (actions.folder) steps.push_back("move to " + (folder.empty() ? std::string("the inbox") : folder));
-    return steps.empty() ? std::string("nothing") : joined(steps);
+    return joined(steps);
 }
 
-apply_counts apply_actions(store::database& db, const fs::path& data_dir, const rules::actions& actions,
+apply_counts apply_actions(store::database& db, const fs::path& data_dir, const rules::rule& rule,
                            const std::optional<std::string>& folder, const std::vector<rule_match>& matches,
                            console io) {
+    const rules::actions& actions = rule.actions;
     apply_counts counts;
     for (const auto& match : matches) {
         const auto& message = match.message;
         try {
+            if (message.rule != rule.name || message.kind != rule.kind) {
+                store::set_message_rule(db, message.id, rule.name, rule.kind);
+                ++counts.classified;
+            }
             std::vector<std::string> new_tags;
             for (const auto& tag : actions.tags)
                 if (std::find(message.tags.begin(), message.tags.end(), tag) == message.tags.end() &&
@@ -273,8 +279,7 @@ int apply_command(const apply_options& options, console io) {
 
     if (actions.relay)
         io.out << escape_for_terminal(rule.name) << ": relay is not applied to stored messages; relay one with `relaybait relay ID`\n";
-    const bool applicable = actions.drop || folder || !actions.tags.empty();
-    if (!result.matches.empty() && applicable && !options.yes) {
+    if (!result.matches.empty() && !options.yes) {
         render_matches(io.out, result.matches);
         io.out << match_summary(result, &rule) << '\n'
                << "would " << escape_for_terminal(planned_actions(actions, folder.value_or(""))) << '\n';
@@ -283,9 +288,9 @@ int apply_command(const apply_options& options, console io) {
             return exit_failure;
         }
     }
-    const apply_counts counts =
-        applicable ? apply_actions(*db, settings.data_dir, actions, folder, result.matches, io) : apply_counts{};
-    io.out << escape_for_terminal(rule.name) << ": " << result.matches.size() << " matching, " << counts.moved << " moved"
+    const apply_counts counts = apply_actions(*db, settings.data_dir, rule, folder, result.matches, io);
+    io.out << escape_for_terminal(rule.name) << ": " << result.matches.size() << " matching, " << counts.classified
+           << " classified as " << escape_for_terminal(rule.kind) << ", " << counts.moved << " moved"
            << (folder ? " to " + (folder->empty() ? std::string("the inbox") : *folder) : std::string()) << ", "
            << counts.tagged << " tagged, " << counts.dropped << " dropped";
     if (counts.failed != 0) io.out << ", " << counts.failed << " failed";

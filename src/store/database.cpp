@@ -984,6 +984,13 @@ bool database::mark_message_dropped(std::int64_t id) {
     return sqlite3_changes(impl_->db) > 0;
 }
 
+bool database::set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->prepare("UPDATE messages SET rule=?2, kind=?3 WHERE id=?1").bind(1, id).bind(2, rule).bind(3, kind).run();
+    return sqlite3_changes(impl_->db) > 0;
+}
+
 message_statistics database::message_stats(std::optional<std::string> since, std::size_t top) const {
     std::lock_guard lock(impl_->mutex);
     auto& d = *impl_;

@@ -104,6 +104,7 @@ public:
     // Appends the tags not already present, atomically; the resulting tags, nullopt when no row.
     std::optional<std::vector<std::string>> add_message_tags(std::int64_t id, const std::vector<std::string>& tags);
     bool mark_message_dropped(std::int64_t id);  // dropped = 1, maildir_path empty
+    bool set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind);
 
     message_statistics message_stats(std::optional<std::string> since, std::size_t top = 10) const;
 

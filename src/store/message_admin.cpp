@@ -103,6 +103,10 @@ void add_message_tags(database& db, std::int64_t message_id, const std::vector<s
     if (!db.add_message_tags(message_id, tags)) throw std::runtime_error("no message with id " + std::to_string(message_id));
 }
 
+void set_message_rule(database& db, std::int64_t message_id, const std::string& rule, const std::string& kind) {
+    if (!db.set_message_rule(message_id, rule, kind)) throw std::runtime_error("no message with id " + std::to_string(message_id));
+}
+
 void drop_message_file(database& db, const fs::path& data_dir, std::int64_t message_id) {
     const auto message = require_message(db, message_id);
     if (const auto file = locate_message_file(data_dir, message)) {

@@ -27,6 +27,9 @@ void move_message(database& db, const std::filesystem::path& data_dir, std::int6
 // Adds tags not already present (order kept).
 void add_message_tags(database& db, std::int64_t message_id, const std::vector<std::string>& tags);
 
+// Records the rule that classified the message, and its kind (`relaybait rules apply`).
+void set_message_rule(database& db, std::int64_t message_id, const std::string& rule, const std::string& kind);
+
 // Deletes the file (if still there) and marks the row dropped (maildir_path empty); the
 // metadata stays for statistics and threat intelligence.
 void drop_message_file(database& db, const std::filesystem::path& data_dir, std::int64_t message_id);

@@ -266,17 +266,19 @@ TEST_F(rules_relay_commands, test_skips_messages_whose_file_is_gone) {
 TEST_F(rules_relay_commands, apply_moves_and_tags) {
     const auto r = run(with_config({"rules", "apply", "probe-ip", "--yes"}));
     ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_NE(r.out.find("probe-ip: 1 matching, 1 moved to .Probes, 1 tagged, 0 dropped\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("probe-ip: 1 matching, 1 classified as probe, 1 moved to .Probes, 1 tagged, 0 dropped\n"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("relaybait relay ID"), std::string::npos) << r.out;  // relay is not applied
     const auto moved = message(probe_id);
     EXPECT_EQ(moved.folder, ".Probes");
     EXPECT_EQ(moved.tags, (std::vector<std::string>{"probe", "ip-in-subject"}));
+    EXPECT_EQ(moved.rule, "probe-ip");
+    EXPECT_EQ(moved.kind, "probe");
     EXPECT_TRUE(fs::exists(data / moved.maildir_path)) << moved.maildir_path;
 
     // The dry run over the folder finds it there; a second apply changes nothing.
     EXPECT_EQ(json_of({"rules", "test", "probe-ip", "--json", "--folder", ".Probes"}).at("matched").to_number<std::uint64_t>(), 1u);
     const auto again = run(with_config({"rules", "apply", "probe-ip", "--yes"}));
-    EXPECT_NE(again.out.find("probe-ip: 1 matching, 0 moved to .Probes, 0 tagged, 0 dropped\n"), std::string::npos)
+    EXPECT_NE(again.out.find("probe-ip: 1 matching, 0 classified as probe, 0 moved to .Probes, 0 tagged, 0 dropped\n"), std::string::npos)
         << again.out;
 }
 
@@ -288,7 +290,7 @@ TEST_F(rules_relay_commands, apply_asks_first) {
 
     r = run_with_input(with_config({"rules", "apply", "spam-pills", "--since", "2026-11-21"}), "y\n");
     ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_NE(r.out.find("spam-pills: 1 matching, 0 moved, 1 tagged, 1 dropped\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("spam-pills: 1 matching, 1 classified as spam, 0 moved, 1 tagged, 1 dropped\n"), std::string::npos) << r.out;
     const auto dropped = message(spam_id);
     EXPECT_TRUE(dropped.dropped);
     EXPECT_EQ(dropped.maildir_path, "");
