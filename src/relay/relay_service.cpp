@@ -114,7 +114,6 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         : options(std::move(o)), ingest(i), events(e), guard(options.data_dir / "relaybait.db", options.limits),
           dns(io.get_executor(), options.dns) {
         options.client.helo_name = options.hostname;
-        if (!options.client.tls_context) options.client.tls_context = make_client_tls_context();
         if (options.ports.empty()) options.ports = {25};
     }
 
@@ -293,6 +292,9 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                             std::chrono::system_clock::now());
                 co_return;
             }
+            // The system CA bundle is loaded at the first delivery, not at start (0.5 MB a
+            // honeypot that never relays does not need to hold).
+            if (!options.client.tls_context) options.client.tls_context = make_client_tls_context();
             smtp_client_options client = options.client;
             for (int pass = 0; pass < 2; ++pass) {
                 const auto started = events::iso8601_utc_now();
