@@ -10,7 +10,6 @@ find_package(CLI11 REQUIRED)
 pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 pkg_check_modules(GMIME REQUIRED IMPORTED_TARGET gmime-3.0)
 pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
-find_package(CURL REQUIRED)
 
 # Boost headers are heavy: one precompiled header shared by the targets that use Asio.
 add_library(relaybait_boost_pch INTERFACE)

@@ -21,7 +21,8 @@ namespace relaybait::net {
 rules::self_identity identity_from_config(const config::settings& settings);
 
 // identity_from_config, plus, when identity.discover: a GET of each identity.discover_urls
-// (libcurl; identity.discover_timeout_ms for each URL in all; redirects followed only to http
+// (Boost.Beast, https verified against the system CA store and the host name, no proxy;
+// identity.discover_timeout_ms for each URL in all; at most 3 redirects, followed only to http
 // or https, and never from https down to http; a response of at most 256 bytes and a 2xx
 // status). The body, trimmed, must be one IP literal that is not loopback, link-local,
 // multicast or unspecified, else it is refused. Logs each success (info) and each failure

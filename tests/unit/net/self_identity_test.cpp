@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -86,9 +87,74 @@ private:
     std::thread thread_;
 };
 
+// Serves one connection per response, in order, on 127.0.0.1, and keeps each request head.
+class sequence_http_server {
+public:
+    explicit sequence_http_server(std::vector<std::string> responses)
+        : responses_(std::move(responses)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        port_ = acceptor_.local_endpoint().port();
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~sequence_http_server() {
+        stopping_ = true;
+        if (accepted_ < responses_.size()) {  // unblock accept() with a connection of our own
+            asio::io_context io;
+            tcp::socket socket(io);
+            boost::system::error_code ignored;
+            socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ignored);
+        }
+        thread_.join();
+    }
+    std::string url(const std::string& path = "/") const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+    std::string authority() const { return "127.0.0.1:" + std::to_string(port_); }
+    std::vector<std::string> requests() const {
+        const std::lock_guard lock(mutex_);
+        return requests_;
+    }
+
+private:
+    void serve() {
+        for (const std::string& response : responses_) {
+            boost::system::error_code error;
+            tcp::socket socket(io_);
+            acceptor_.accept(socket, error);
+            ++accepted_;
+            if (error || stopping_) return;
+            std::string request;
+            char buffer[1024];
+            while (request.find("\r\n\r\n") == std::string::npos) {
+                const std::size_t n = socket.read_some(asio::buffer(buffer), error);
+                if (error) return;
+                request.append(buffer, n);
+            }
+            {
+                const std::lock_guard lock(mutex_);
+                requests_.push_back(request);
+            }
+            asio::write(socket, asio::buffer(response), error);
+            socket.shutdown(tcp::socket::shutdown_both, error);
+        }
+    }
+
+    std::vector<std::string> responses_;
+    asio::io_context io_;
+    tcp::acceptor acceptor_;
+    std::uint16_t port_ = 0;
+    std::atomic<std::size_t> accepted_{0};
+    std::atomic<bool> stopping_{false};
+    mutable std::mutex mutex_;
+    std::vector<std::string> requests_;
+    std::thread thread_;
+};
+
 std::string http_response(const std::string& body) {
     return "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\nConnection: close\r\n\r\n" + body;
+}
+
+std::string redirect_response(const std::string& location, int status = 302) {
+    return "HTTP/1.1 " + std::to_string(status) + " Moved\r\nLocation: " + location +
+           "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 }
 
 // Captures what spdlog's default logger writes while it lives.
@@ -268,6 +334,95 @@ TEST_F(identity_discovery, one_failure_does_not_stop_the_others) {
     EXPECT_EQ(self.ipv4, (std::vector<std::string>{"203.0.113.5", "198.51.100.7"}));
     // The warning shows the $self.ip in use after every URL was asked.
     EXPECT_NE(log.text().find("$self.ip is 203.0.113.5, 198.51.100.7"), std::string::npos) << log.text();
+}
+
+TEST_F(identity_discovery, sends_a_plain_get_with_the_host) {
+    sequence_http_server server({http_response("198.51.100.7")});
+    const rules::self_identity self = discover_identity(discovery_settings({server.url("/ip?format=text")}));
+    EXPECT_EQ(self.ipv4, (std::vector<std::string>{"203.0.113.5", "198.51.100.7"}));
+    const auto requests = server.requests();
+    ASSERT_EQ(requests.size(), 1u);
+    EXPECT_EQ(requests[0].rfind("GET /ip?format=text HTTP/1.1\r\n", 0), 0u) << requests[0];
+    EXPECT_NE(requests[0].find("\r\nHost: " + server.authority() + "\r\n"), std::string::npos) << requests[0];
+}
+
+TEST_F(identity_discovery, chunked_answer_is_read) {
+    one_shot_http_server server("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                "6\r\n198.51\r\n6\r\n.100.7\r\n0\r\n\r\n");
+    EXPECT_EQ(discover_identity(discovery_settings({server.url()})).ipv4,
+              (std::vector<std::string>{"203.0.113.5", "198.51.100.7"}));
+}
+
+TEST_F(identity_discovery, long_body_without_length_is_refused) {
+    one_shot_http_server server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + std::string(300, ' ') + "198.51.100.7");
+    log_capture log;
+    EXPECT_EQ(discover_identity(discovery_settings({server.url()})).ipv4, std::vector<std::string>{"203.0.113.5"});
+    EXPECT_NE(log.text().find("failed: response longer than 256 bytes"), std::string::npos) << log.text();
+}
+
+TEST_F(identity_discovery, redirects_are_followed) {
+    one_shot_http_server target(http_response("198.51.100.7"));
+    one_shot_http_server moved(redirect_response(target.url(), 301));
+    const rules::self_identity self = discover_identity(discovery_settings({moved.url()}));
+    EXPECT_EQ(self.ipv4, (std::vector<std::string>{"203.0.113.5", "198.51.100.7"}));
+}
+
+TEST_F(identity_discovery, relative_redirect_stays_on_the_server) {
+    sequence_http_server server({redirect_response("ip?v=4", 307), http_response("198.51.100.7")});
+    const rules::self_identity self = discover_identity(discovery_settings({server.url("/a/b")}));
+    EXPECT_EQ(self.ipv4, (std::vector<std::string>{"203.0.113.5", "198.51.100.7"}));
+    const auto requests = server.requests();
+    ASSERT_EQ(requests.size(), 2u);
+    EXPECT_EQ(requests[1].rfind("GET /a/ip?v=4 HTTP/1.1\r\n", 0), 0u) << requests[1];
+}
+
+TEST_F(identity_discovery, at_most_three_redirects) {
+    {  // three: followed
+        one_shot_http_server target(http_response("198.51.100.7"));
+        one_shot_http_server third(redirect_response(target.url()));
+        one_shot_http_server second(redirect_response(third.url()));
+        one_shot_http_server first(redirect_response(second.url()));
+        EXPECT_EQ(discover_identity(discovery_settings({first.url()})).ipv4,
+                  (std::vector<std::string>{"203.0.113.5", "198.51.100.7"}));
+    }
+    {  // four: refused, the target is never asked
+        sequence_http_server target({http_response("198.51.100.7")});
+        one_shot_http_server fourth(redirect_response(target.url()));
+        one_shot_http_server third(redirect_response(fourth.url()));
+        one_shot_http_server second(redirect_response(third.url()));
+        one_shot_http_server first(redirect_response(second.url()));
+        log_capture log;
+        EXPECT_EQ(discover_identity(discovery_settings({first.url()})).ipv4, std::vector<std::string>{"203.0.113.5"});
+        EXPECT_NE(log.text().find("failed: more than 3 redirects"), std::string::npos) << log.text();
+        EXPECT_TRUE(target.requests().empty());
+    }
+}
+
+TEST_F(identity_discovery, only_http_and_https) {
+    one_shot_http_server elsewhere(redirect_response("ftp://127.0.0.1/ip"));
+    log_capture log;
+    const rules::self_identity self =
+        discover_identity(discovery_settings({"ftp://127.0.0.1/", "file:///etc/hostname", elsewhere.url()}));
+    EXPECT_EQ(self.ipv4, std::vector<std::string>{"203.0.113.5"});
+    EXPECT_NE(log.text().find("discovery from ftp://127.0.0.1/ failed: unsupported scheme"), std::string::npos)
+        << log.text();
+    EXPECT_NE(log.text().find("discovery from file:///etc/hostname failed: unsupported scheme"), std::string::npos)
+        << log.text();
+    EXPECT_NE(log.text().find("failed: redirect to \"ftp://127.0.0.1/ip\" refused: unsupported scheme"),
+              std::string::npos)
+        << log.text();
+}
+
+TEST_F(identity_discovery, https_needs_a_tls_server) {
+    one_shot_http_server plain("", /*silent=*/true);
+    const std::string url = "https://127.0.0.1:" + std::to_string(plain.port()) + "/";
+    log_capture log;
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(discover_identity(discovery_settings({url}, 300)).ipv4, std::vector<std::string>{"203.0.113.5"});
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds{2});
+    EXPECT_NE(log.text().find("discovery from " + url + " failed: TLS handshake with 127.0.0.1: timed out"),
+              std::string::npos)
+        << log.text();
 }
 
 TEST(identity_file, save_and_load_round_trip) {
