@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <stdexcept>
@@ -206,25 +207,45 @@ void append_json_string(std::string& out, std::string_view text) {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
     std::size_t run = 0;  // start of the bytes not yet copied
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        out.append(text.data() + run, i - run);
-        run = i + 1;
-        out += '\\';
-        switch (c) {
-            case '"': out += '"'; break;
-            case '\\': out += '\\'; break;
-            case '\b': out += 'b'; break;
-            case '\t': out += 't'; break;
-            case '\n': out += 'n'; break;
-            case '\f': out += 'f'; break;
-            case '\r': out += 'r'; break;
-            default:
-                out += "u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
+    // Eight bytes at a time while none of them needs escaping (profiled: the byte loop was
+    // ~13k instructions per session); a word holding one is then walked byte by byte below.
+    constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    const auto word_is_plain = [](std::uint64_t w) {
+        const std::uint64_t control = (w - ones * 0x20) & ~w & highs;  // some byte < 0x20
+        const std::uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+        const std::uint64_t quote = (q - ones) & ~q & highs, backslash = (b - ones) & ~b & highs;
+        return (control | quote | backslash) == 0;
+    };
+    std::size_t i = 0;
+    for (;;) {
+        while (i + 8 <= text.size()) {
+            std::uint64_t w;
+            std::memcpy(&w, text.data() + i, 8);
+            if (!word_is_plain(w)) break;
+            i += 8;
         }
+        const std::size_t stop = std::min(text.size(), i + 8);
+        for (; i < stop; ++i) {
+            const auto c = static_cast<unsigned char>(text[i]);
+            if (c >= 0x20 && c != '"' && c != '\\') continue;
+            out.append(text.data() + run, i - run);
+            run = i + 1;
+            out += '\\';
+            switch (c) {
+                case '"': out += '"'; break;
+                case '\\': out += '\\'; break;
+                case '\b': out += 'b'; break;
+                case '\t': out += 't'; break;
+                case '\n': out += 'n'; break;
+                case '\f': out += 'f'; break;
+                case '\r': out += 'r'; break;
+                default:
+                    out += "u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+            }
+        }
+        if (i >= text.size()) break;
     }
     out.append(text.data() + run, text.size() - run);
     out += '"';
@@ -749,7 +770,10 @@ std::int64_t database::insert_message(const message_record& m) {
         .bind(16, static_cast<std::int64_t>(m.size)).bind(17, m.sha256).bind(18, m.headers.subject)
         .bind(19, m.headers.from).bind(20, m.headers.to).bind(21, m.headers.date).bind(22, m.headers.message_id)
         .bind(23, m.headers.x_mailer).bind(24, m.headers.user_agent).bind(25, m.rule).bind(26, m.kind)
-        .bind(27, tags_to_json(m.tags)).bind(28, std::int64_t{m.dropped});
+        .bind(28, std::int64_t{m.dropped});
+    static const std::string no_tags = "[]";
+    if (m.tags.empty()) s.bind(27, no_tags);
+    else s.bind(27, tags_to_json(m.tags));
     // No file (dropped): NULL, so that such rows do not collide on the UNIQUE path.
     if (m.maildir_path.empty()) s.bind_null(15);
     else s.bind(15, m.maildir_path);
@@ -772,7 +796,32 @@ std::int64_t database::insert_message(const message_record& m) {
 void database::upsert_session(const session_record& r) {
     std::lock_guard lock(impl_->mutex);
     impl_->require_writable();
-    auto s = impl_->prepare(
+    auto& d = *impl_;
+    const std::string transcript = transcript_to_json(r.transcript);
+    const auto bind_all = [&](statement& s) {
+        s.bind(1, r.id).bind(2, r.sensor).bind(3, r.listener).bind(4, r.peer_ip).bind(5, std::int64_t{r.peer_port})
+            .bind(6, r.local_ip).bind(7, std::int64_t{r.local_port}).bind(8, r.started_at).bind_optional(9, r.ended_at)
+            .bind(10, r.helo_verb).bind(11, r.helo_name).bind(12, r.tls_version).bind(13, r.tls_cipher)
+            .bind(14, transcript).bind(15, std::int64_t{r.transcript_truncated})
+            .bind(16, static_cast<std::int64_t>(r.bytes_in)).bind(17, static_cast<std::int64_t>(r.bytes_out))
+            .bind(18, std::int64_t{r.commands}).bind(19, std::int64_t{r.errors}).bind(20, std::int64_t{r.messages})
+            .bind(21, r.outcome);
+    };
+    // The usual case: the row exists as a stub (its first message came before the session
+    // ended): a plain UPDATE of it. The INSERT ... ON CONFLICT DO UPDATE below first tried the
+    // insert and built its record before taking the update path (profiled). Only for a
+    // session not yet stored.
+    {
+        auto s = d.prepare(
+            "UPDATE sessions SET sensor=?2, listener=?3, peer_ip=?4, "
+            "peer_port=?5, local_ip=?6, local_port=?7, started_at=?8, ended_at=?9, helo_verb=?10, helo_name=?11, "
+            "tls_version=?12, tls_cipher=?13, transcript=?14, transcript_truncated=?15, bytes_in=?16, bytes_out=?17, "
+            "commands=?18, errors=?19, messages=?20, outcome=?21 WHERE id=?1");
+        bind_all(s);
+        s.run();
+        if (sqlite3_changes(d.db) > 0) return;
+    }
+    auto s = d.prepare(
         "INSERT INTO sessions(id, sensor, listener, peer_ip, peer_port, local_ip, local_port, started_at, ended_at, "
         "helo_verb, helo_name, tls_version, tls_cipher, transcript, transcript_truncated, bytes_in, bytes_out, "
         "commands, errors, messages, outcome) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,"
@@ -784,13 +833,7 @@ void database::upsert_session(const session_record& r) {
         "transcript_truncated=excluded.transcript_truncated, bytes_in=excluded.bytes_in, "
         "bytes_out=excluded.bytes_out, commands=excluded.commands, errors=excluded.errors, "
         "messages=excluded.messages, outcome=excluded.outcome");
-    s.bind(1, r.id).bind(2, r.sensor).bind(3, r.listener).bind(4, r.peer_ip).bind(5, std::int64_t{r.peer_port})
-        .bind(6, r.local_ip).bind(7, std::int64_t{r.local_port}).bind(8, r.started_at).bind_optional(9, r.ended_at)
-        .bind(10, r.helo_verb).bind(11, r.helo_name).bind(12, r.tls_version).bind(13, r.tls_cipher)
-        .bind(14, transcript_to_json(r.transcript)).bind(15, std::int64_t{r.transcript_truncated})
-        .bind(16, static_cast<std::int64_t>(r.bytes_in)).bind(17, static_cast<std::int64_t>(r.bytes_out))
-        .bind(18, std::int64_t{r.commands}).bind(19, std::int64_t{r.errors}).bind(20, std::int64_t{r.messages})
-        .bind(21, r.outcome);
+    bind_all(s);
     s.run();
 }
 

@@ -584,44 +584,11 @@ struct ingest::impl {
         results.resize(messages.size());
 
         const auto t0 = clock::now();
-        try {
-            db->begin();
-            for (auto& w : work)
-                for (auto& s : w.sessions) {
-                    try {
-                        db->upsert_session(s);
-                    } catch (const std::exception&) {
-                        // A bad session row must not cost the batch its messages.
-                    }
-                }
-            for (std::size_t i = 0; i < messages.size(); ++i) {
-                if (!ok[i]) continue;
-                try {
-                    savepoint(true);
-                    results[i].message_id = db->insert_message(messages[i]->record);
-                    savepoint(false);
-                } catch (const std::exception& e) {
-                    rollback_savepoint();
-                    fail(*messages[i], e.what());
-                    ok[i] = false;
-                }
-            }
-            for (auto& w : work)
-                for (auto& c : w.credentials) {
-                    try {
-                        db->insert_credential(c);
-                    } catch (const std::exception&) {
-                    }
-                }
-            db->commit();
-        } catch (const std::exception& e) {
-            try {
-                db->rollback();
-            } catch (const std::exception&) {
-            }
-            for (std::size_t i = 0; i < messages.size(); ++i)
-                if (ok[i]) fail(*messages[i], e.what()), ok[i] = false;
-        }
+        // First without a savepoint per message: a savepoint makes SQLite copy every page a
+        // message touches into its sub-journal before changing it. A message that fails (rare:
+        // a constraint on its row) rolls that whole transaction back, and the batch is then
+        // written again with one savepoint per message, so that it fails only that message.
+        if (!write_transaction(work, messages, results, ok, false)) write_transaction(work, messages, results, ok, true);
 
         const std::uint64_t db_time = micros(t0);
         std::uint64_t good = 0;
@@ -654,6 +621,62 @@ struct ingest::impl {
             auto done = std::move(messages[i]->done);
             if (done) done(std::move(results[i]));
         }
+    }
+
+    // One transaction for the batches: sessions, messages, credentials. Without savepoints it
+    // stops at the first message that fails and returns false with nothing written (the caller
+    // retries with savepoints); with them, a failing message is failed alone (ok[i] = false).
+    bool write_transaction(std::deque<synced_batch>& work, const std::vector<pending_message*>& messages,
+                           std::vector<commit_result>& results, std::vector<char>& ok, bool savepoints) {
+        try {
+            db->begin();
+            for (auto& w : work)
+                for (auto& s : w.sessions) {
+                    try {
+                        db->upsert_session(s);
+                    } catch (const std::exception&) {
+                        // A bad session row must not cost the batch its messages.
+                    }
+                }
+            for (std::size_t i = 0; i < messages.size(); ++i) {
+                if (!ok[i]) continue;
+                if (!savepoints) {
+                    try {
+                        results[i].message_id = db->insert_message(messages[i]->record);
+                    } catch (const std::exception&) {
+                        db->rollback();
+                        return false;
+                    }
+                    continue;
+                }
+                results[i].message_id = 0;  // not an id the rolled-back first attempt gave
+                try {
+                    savepoint(true);
+                    results[i].message_id = db->insert_message(messages[i]->record);
+                    savepoint(false);
+                } catch (const std::exception& e) {
+                    rollback_savepoint();
+                    fail(*messages[i], e.what());
+                    ok[i] = false;
+                }
+            }
+            for (auto& w : work)
+                for (auto& c : w.credentials) {
+                    try {
+                        db->insert_credential(c);
+                    } catch (const std::exception&) {
+                    }
+                }
+            db->commit();
+        } catch (const std::exception& e) {
+            try {
+                db->rollback();
+            } catch (const std::exception&) {
+            }
+            for (std::size_t i = 0; i < messages.size(); ++i)
+                if (ok[i]) fail(*messages[i], e.what()), ok[i] = false;
+        }
+        return true;
     }
 
     void savepoint(bool open) { open ? db->savepoint() : db->release_savepoint(); }

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <boost/json.hpp>
+
 #include <atomic>
+#include <random>
 #include <thread>
 
 using namespace relaybait::store;
@@ -170,6 +173,99 @@ TEST(Database, SessionsUpsertAndTranscriptsKeepExactBytes) {
     ASSERT_EQ(listed.size(), 1u);
     EXPECT_TRUE(listed[0].transcript.empty());
     EXPECT_EQ(db.count_sessions(), 1u);
+}
+
+// The transcript JSON is written by hand (a word-at-a-time scan for bytes to escape): it must be
+// byte-identical to boost::json::serialize of the same array of objects, for every escape at
+// every offset of a word.
+TEST(Database, TranscriptJsonIsByteIdenticalToBoostSerialize) {
+    temp_dir dir;
+    database db(dir.path / "relaybait.db", database::mode::read_write);
+    std::mt19937 rng(7);
+    const std::string pool = std::string("\"\\\x7F\t\r\n\b\f\x01\x1F aZ09~") + std::string(1, '\0') + "\xC3\xA9\xE2\x82\xAC";
+    session_record s;
+    s.id = "feedfacecafebeef";
+    boost::json::array expected;
+    for (int n = 0; n < 400; ++n) {
+        std::string text;
+        const int len = n < 40 ? n : static_cast<int>(rng() % 70);
+        for (int i = 0; i < len; ++i) {
+            const auto pick = rng() % 10;
+            if (pick < 6) text += static_cast<char>('a' + rng() % 26);
+            else if (pick < 9) text += pool[rng() % 15];  // ASCII escapes and plain bytes
+            else text += "\xC3\xA9";                      // valid UTF-8, high bytes
+        }
+        s.transcript.push_back({"2026-11-23T18:07:03." + std::to_string(100000 + n) + "Z", n % 3 ? 'C' : 'S', text});
+        boost::json::object o;
+        o["at"] = s.transcript.back().at;
+        o["dir"] = std::string(1, s.transcript.back().direction);
+        o["text"] = text;
+        expected.push_back(std::move(o));
+    }
+    db.upsert_session(s);
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path / "relaybait.db").c_str(), &raw), SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw, "SELECT transcript FROM sessions WHERE id='feedfacecafebeef'", -1, &q, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    const std::string stored(reinterpret_cast<const char*>(sqlite3_column_text(q, 0)),
+                             static_cast<std::size_t>(sqlite3_column_bytes(q, 0)));
+    sqlite3_finalize(q);
+    sqlite3_close(raw);
+    EXPECT_EQ(stored, boost::json::serialize(expected));
+    const auto back = db.find_session(s.id);
+    ASSERT_TRUE(back);
+    ASSERT_EQ(back->transcript.size(), s.transcript.size());
+    for (std::size_t i = 0; i < s.transcript.size(); ++i) EXPECT_EQ(back->transcript[i].text, s.transcript[i].text) << i;
+}
+
+// A message before its session: the stub row is completed by upsert_session (an UPDATE); the
+// messages keep their session, and a session never seen is inserted.
+TEST(Database, SessionStubCompletedKeepsItsMessages) {
+    temp_dir dir;
+    database db(dir.path / "relaybait.db", database::mode::read_write);
+    db.begin();
+    const auto first = db.insert_message(sample_message(1, "aaaaaaaaaaaaaaaa"));
+    const auto second = db.insert_message(sample_message(2, "bbbbbbbbbbbbbbbb"));
+    db.commit();
+    ASSERT_EQ(db.count_sessions(), 2u);
+    session_record a;
+    a.id = "aaaaaaaaaaaaaaaa";
+    a.listener = "smtp";
+    a.peer_ip = "198.51.100.7";
+    a.started_at = "2026-11-23T18:07:01.000000Z";
+    a.ended_at = "2026-11-23T18:07:05.000000Z";
+    a.transcript.assign(30, {"2026-11-23T18:07:02.000000Z", 'C', std::string(60, 'x')});
+    a.outcome = "quit";
+    a.messages = 1;
+    db.begin();
+    db.upsert_session(a);
+    db.commit();
+    session_record c = a;
+    c.id = "cccccccccccccccc";
+    c.started_at = "2026-11-23T18:07:00.000000Z";
+    db.upsert_session(c);  // autocommit, no stub: inserted
+    a.outcome = "timeout";
+    db.upsert_session(a);  // again: updated
+    EXPECT_EQ(db.count_sessions(), 3u);
+    EXPECT_EQ(db.find_message(first)->session_id, "aaaaaaaaaaaaaaaa");
+    EXPECT_EQ(db.find_message(second)->session_id, "bbbbbbbbbbbbbbbb");
+    list_filter by_session;
+    by_session.session_id = "aaaaaaaaaaaaaaaa";
+    ASSERT_EQ(db.list_messages(by_session).size(), 1u);
+    const auto r = db.find_session("aaaaaaaaaaaaaaaa");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->outcome, "timeout");
+    EXPECT_EQ(r->started_at, "2026-11-23T18:07:01.000000Z");
+    EXPECT_EQ(r->transcript.size(), 30u);
+    const auto listed = db.list_sessions({});
+    ASSERT_EQ(listed.size(), 3u);
+    EXPECT_EQ(listed[0].id, "bbbbbbbbbbbbbbbb");  // stub: started_at = its message's received_at
+    EXPECT_EQ(listed[1].id, "aaaaaaaaaaaaaaaa");
+    EXPECT_EQ(listed[2].id, "cccccccccccccccc");
+    list_filter by_peer;
+    by_peer.peer_ip = "198.51.100.7";
+    EXPECT_EQ(db.list_sessions(by_peer).size(), 2u);  // the stub of b has its message's peer
 }
 
 TEST(Database, CredentialsRoundTrip) {

@@ -266,6 +266,42 @@ TEST(Ingest, GroupCommitFromManyThreads) {
               << stats.largest_batch << "\n";
 }
 
+// A failing row among many committed together: only it fails (with no id), the others are
+// stored once each with their files.
+TEST(Ingest, FailedRowInABatchFailsOnlyItself) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path, .max_batch = 64});
+    constexpr int total = 40;
+    std::vector<std::promise<commit_result>> promises(total);
+    std::vector<std::shared_ptr<pending_message>> pending;
+    for (int i = 0; i < total; ++i) {
+        pending.push_back(in.begin_message("", trace));
+        in.append(pending.back(), "body " + std::to_string(i));
+    }
+    for (int i = 0; i < total; ++i)
+        in.commit(pending[i], record_for(i == 25 ? "Q7" : "Q" + std::to_string(i)),
+                  [&promises, i](commit_result r) { promises[i].set_value(std::move(r)); });
+    int failed = 0;
+    std::set<std::int64_t> ids;
+    for (int i = 0; i < total; ++i) {
+        const auto r = promises[i].get_future().get();
+        if (!r.ok) {
+            ++failed;
+            EXPECT_TRUE(i == 7 || i == 25) << i;
+            EXPECT_EQ(r.message_id, 0) << i;
+            EXPECT_FALSE(r.error.empty());
+        } else {
+            EXPECT_TRUE(ids.insert(r.message_id).second);
+        }
+    }
+    EXPECT_EQ(failed, 1);
+    EXPECT_EQ(count_files(dir.path / "maildir/new"), static_cast<std::size_t>(total - 1));
+    EXPECT_EQ(in.stats().failed, 1u);
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_EQ(db.count_messages(), static_cast<std::uint64_t>(total - 1));
+    EXPECT_EQ(db.count_sessions(), 1u);
+}
+
 TEST(Ingest, SessionsAndCredentialsAreWritten) {
     temp_dir dir;
     {
