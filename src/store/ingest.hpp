@@ -24,8 +24,10 @@
 //        by default, or fdatasync per file + fsync of each destination new/ with sync::per_file);
 //        dropped messages have no file and skip this stage;
 //     b) ONE SQLite transaction (synchronous=FULL) with the pending session rows, the
-//        credential rows and every message row (+ recipients; one SAVEPOINT per message so one
-//        bad row fails only its message); COMMIT; then each done(ok=true).
+//        credential rows and every message row (+ recipients); COMMIT; then each done(ok=true).
+//        If a message row fails, the transaction is rolled back and written again with one
+//        SAVEPOINT per message, so one bad row fails only its message (savepoints are not paid
+//        on the common path: SQLite copies every touched page into a sub-journal for them).
 //     Stage a) of batch N+1 runs while stage b) of batch N commits; a 250 waits for both.
 //     WAL checkpoints run on a background connection, not on the commit path.
 //     A failure of a message removes its file (tmp/ or new/) and calls done(ok=false, error).
