@@ -90,9 +90,7 @@ std::string recipients_text(const std::vector<std::string>& recipients) {
 int relay_message_command(const relay_options& options, console io) {
     const config::settings settings = load_settings(options.settings);
     const store::message_record message = find_message(*open_store(settings.data_dir), options.id);
-    const auto file = message.dropped || message.maildir_path.empty()
-                          ? std::nullopt
-                          : store::locate_message_file(settings.data_dir, message);
+    const auto file = store::locate_message_file(settings.data_dir, message);  // nullopt for a dropped message
     if (!file)
         throw command_failure("message " + std::to_string(message.id) +
                               " has no stored file (dropped or deleted): nothing to relay");

@@ -107,9 +107,7 @@ scan_result scan_messages(const store::database& db, const std::filesystem::path
             // Newest first: a message arriving meanwhile shifts the pages by one, so a row may
             // come twice; it is evaluated once.
             if (!seen.insert(message.id).second) continue;
-            const auto file = message.dropped || message.maildir_path.empty()
-                                  ? std::nullopt
-                                  : store::locate_message_file(data_dir, message);
+            const auto file = store::locate_message_file(data_dir, message);  // nullopt for a dropped message
             const auto stored = file ? read_prefix(*file, max_scan_bytes + trace_block_allowance) : std::nullopt;
             if (!stored) {
                 ++result.missing;

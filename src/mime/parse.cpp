@@ -451,9 +451,7 @@ std::optional<parsed_message> parse_simple(std::string_view raw, const limits& b
     parsed_message out;
     read_headers(raw, bounds, nullptr, out);
     out.part_count = 1;
-    bool truncated = false;
-    append_bounded(out.text_body, text, bounds.max_text_bytes, truncated);
-    if (truncated) return std::nullopt;
+    out.text_body.assign(text);  // within max_text_bytes: checked above
     return out;
 }
 

@@ -40,7 +40,7 @@ struct app_context {
     queue_id_generator queue_ids;
     std::string sensor;
     const rules::rule_store& rules;
-    relay::relay_service* relay = nullptr;  // null: relay disabled by configuration
+    relay::relay_service* relay = nullptr;  // the kill switch is relay.enabled, checked by the relay's caps
     bool stopping = false;
 
     std::string new_session_id();

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <ctime>
 #include <set>
 
@@ -23,6 +22,18 @@ std::string iso_day_ago() {
 }
 
 }  // namespace
+
+relay::relay_request relay_request_for(const store::message_record& message, const std::filesystem::path& file) {
+    relay::relay_request request;
+    request.message_id = std::to_string(message.id);
+    request.file = file.string();
+    request.sha256 = message.sha256;
+    request.mail_from = message.mail_from;
+    request.recipients = message.recipients;
+    request.client_ip = message.peer_ip;
+    request.size = message.size;
+    return request;
+}
 
 std::size_t resubmit_unsubmitted_relays(const config::settings& settings, const rules::rule_set& rules,
                                         relay::relay_service& relay) {
@@ -49,21 +60,14 @@ std::size_t resubmit_unsubmitted_relays(const config::settings& settings, const 
 
     std::vector<std::string> ids;
     for (const auto& message : candidates) ids.push_back(std::to_string(message.id));
-    const auto missing = relay.db().without_decision(ids);
+    const auto without = relay.db().without_decision(ids);
+    const std::set<std::string, std::less<>> missing(without.begin(), without.end());
     std::size_t submitted = 0;
     for (const auto& message : candidates) {
-        if (std::find(missing.begin(), missing.end(), std::to_string(message.id)) == missing.end()) continue;
+        if (!missing.contains(std::to_string(message.id))) continue;
         const auto file = store::locate_message_file(settings.data_dir, message);
         if (!file) continue;
-        relay::relay_request request;
-        request.message_id = std::to_string(message.id);
-        request.file = file->string();
-        request.sha256 = message.sha256;
-        request.mail_from = message.mail_from;
-        request.recipients = message.recipients;
-        request.client_ip = message.peer_ip;
-        request.size = message.size;
-        relay.submit(std::move(request));
+        relay.submit(relay_request_for(message, *file));
         ++submitted;
     }
     if (submitted > 0)

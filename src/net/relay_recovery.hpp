@@ -4,12 +4,17 @@
 // that a data rule asking for a relay filed, and for which no relay decision exists, is
 // submitted again (the caps then count it like any other request).
 #include <cstddef>
+#include <filesystem>
 
 #include "config/config.hpp"
 #include "relay/relay_service.hpp"
 #include "rules/rules.hpp"
+#include "store/records.hpp"
 
 namespace relaybait::net {
+
+// The relay request for a stored message (its row, and the file the relay reads).
+relay::relay_request relay_request_for(const store::message_record& message, const std::filesystem::path& file);
 
 // Returns how many messages were submitted again.
 std::size_t resubmit_unsubmitted_relays(const config::settings& settings, const rules::rule_set& rules,

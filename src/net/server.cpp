@@ -2,7 +2,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -107,7 +109,7 @@ void log_identity(const rules::self_identity& self) {
 
 }  // namespace
 
-int serve(const config::settings& settings, const serve_options& options) {
+int serve(const config::settings& settings, const serve_options&) {
     // A peer that vanishes mid-write is an error code on that session, never a process signal.
     std::signal(SIGPIPE, SIG_IGN);
     std::filesystem::create_directories(settings.data_dir);
@@ -121,9 +123,7 @@ int serve(const config::settings& settings, const serve_options& options) {
     log_identity(identity);
     live_rules rules(settings, identity);  // a bad rules file stops the start here (exit 2)
     save_identity(settings.data_dir, identity);
-    auto relay_options = relay_options_from(settings);
-    relay_options.limits.test_mode = relay_options.limits.test_mode || options.test_mode;
-    relay::relay_service relay(std::move(relay_options), &ingest, &events);
+    relay::relay_service relay(relay_options_from(settings), &ingest, &events);
     relay.start();
     resubmit_unsubmitted_relays(settings, *rules.store().current(), relay);
     if (!settings.relay.enabled) spdlog::warn("relay: disabled (relay.enabled = false): nothing is relayed");
@@ -141,7 +141,7 @@ int serve(const config::settings& settings, const serve_options& options) {
                     settings.sensor.empty() ? settings.hostname : settings.sensor,
                     rules.store(),
                     &relay};
-    if (options.test_mode || settings.relay.test_mode)
+    if (settings.relay.test_mode)
         spdlog::info("relay: test mode: every relay goes to {} for {}", settings.relay.test_server,
                      settings.relay.test_recipient);
 
@@ -149,14 +149,18 @@ int serve(const config::settings& settings, const serve_options& options) {
     for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);
     asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(500)), asio::detached);
 
-    // SIGHUP: re-read the rules; a bad file keeps the last good rules.
+    // SIGHUP: re-read the rules on their own thread (reading the file and compiling the
+    // regular expressions must not stall the sessions); a bad file keeps the last good rules.
+    asio::thread_pool rules_loader(1);
     asio::signal_set hangup(io, SIGHUP);
     std::function<void()> await_hangup = [&] {
         hangup.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
-            const bool ok = rules.reload();
-            events.emit_raw(boost::json::object{{"eventid", ok ? "rules.reloaded" : "rules.reload_failed"},
-                                                {"sensor", app.sensor}});
+            asio::post(rules_loader, [&] {
+                const bool ok = rules.reload();
+                events.emit_raw(boost::json::object{{"eventid", ok ? "rules.reloaded" : "rules.reload_failed"},
+                                                    {"sensor", app.sensor}});
+            });
             await_hangup();
         });
     };

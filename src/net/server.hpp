@@ -6,7 +6,8 @@
 namespace relaybait::net {
 
 struct serve_options {
-    bool test_mode = false;
+    bool test_mode = false;  // what the command line asked for; config::load() has already put
+                             // it into settings.relay.test_mode, which is what serve() obeys
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code. Throws config::config_error on

@@ -17,6 +17,7 @@
 #include "events/event_log.hpp"
 #include "events/json_safe.hpp"
 #include "net/message_writer.hpp"
+#include "net/relay_recovery.hpp"
 #include "net/session_rules.hpp"
 #include "net/trace_headers.hpp"
 #include "net/transport.hpp"
@@ -286,22 +287,12 @@ private:
         emit("message.received", std::move(fields));
     }
 
-    void request_relay(const store::message_record& record, const store::commit_result& result) {
-        if (app_.relay == nullptr) return;
-        if (result.classification.drop || result.maildir_path.empty()) {
-            spdlog::warn("session {}: rule {} asks to relay message {} but also drops it: not relayed", id(),
-                         result.classification.rule, record.queue_id);
-            return;
-        }
-        relay::relay_request request;
-        request.message_id = std::to_string(result.message_id);
-        request.file = (app_.settings.data_dir / result.maildir_path).string();
-        request.sha256 = result.sha256;
-        request.mail_from = record.mail_from;
-        request.recipients = record.recipients;
-        request.client_ip = record.peer_ip;
-        request.size = result.size;
-        app_.relay->submit(std::move(request));
+    // A rule cannot both drop and relay (refused when the rules load), so the file is there.
+    void request_relay(store::message_record record, const store::commit_result& result) {
+        record.id = result.message_id;
+        record.sha256 = result.sha256;
+        record.size = result.size;
+        app_.relay->submit(relay_request_for(record, app_.settings.data_dir / result.maildir_path));
     }
 
     void rule_matched(rules::hook_point hook, const rules::rule& rule) {

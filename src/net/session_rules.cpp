@@ -15,7 +15,16 @@ rules::hook_point hook_of(smtp::stage at) {
     return rules::hook_point::rcpt;
 }
 
-std::string reply_line(const rules::smtp_reply& reply) { return std::to_string(reply.code) + " " + reply.text; }
+// What a matching rule's reply and tarpit make of the command's answer (421 always closes).
+smtp::stage_verdict reply_verdict(const rules::actions& actions) {
+    smtp::stage_verdict verdict;
+    verdict.delay = actions.tarpit;
+    if (actions.reply) {
+        verdict.what = actions.reply->code == 421 ? smtp::stage_verdict::kind::disconnect : smtp::stage_verdict::kind::reply;
+        verdict.reply = std::to_string(actions.reply->code) + " " + actions.reply->text;
+    }
+    return verdict;
+}
 
 void add_tags(std::vector<std::string>& into, const std::vector<std::string>& tags) {
     for (const auto& tag : tags)
@@ -81,12 +90,7 @@ session_rules::data_outcome session_rules::after_commit(const store::classificat
     if (match == nullptr || match->hook != rules::hook_point::data) return outcome;  // decided by an earlier hook
     if (observer_) observer_(rules::hook_point::data, *match);
     outcome.relay = match->actions.relay;
-    outcome.verdict.delay = match->actions.tarpit;
-    if (match->actions.reply) {
-        outcome.verdict.what = match->actions.reply->code == 421 ? smtp::stage_verdict::kind::disconnect
-                                                                 : smtp::stage_verdict::kind::reply;
-        outcome.verdict.reply = reply_line(*match->actions.reply);
-    }
+    outcome.verdict = reply_verdict(match->actions);
     return outcome;
 }
 
@@ -110,8 +114,7 @@ rules::context session_rules::base_context(rules::hook_point hook, const smtp::c
 }
 
 smtp::stage_verdict session_rules::verdict_of(rules::hook_point hook, const rules::rule* match) {
-    smtp::stage_verdict verdict;
-    if (match == nullptr) return verdict;
+    if (match == nullptr) return {};
     if (observer_) observer_(hook, *match);
     const auto& actions = match->actions;
     add_tags(tags_, actions.tags);
@@ -119,12 +122,7 @@ smtp::stage_verdict session_rules::verdict_of(rules::hook_point hook, const rule
     if (actions.drop) drop_ = true;
     rule_ = match->name;
     kind_ = match->kind;
-    verdict.delay = actions.tarpit;
-    if (actions.reply) {
-        verdict.what = actions.reply->code == 421 ? smtp::stage_verdict::kind::disconnect : smtp::stage_verdict::kind::reply;
-        verdict.reply = reply_line(*actions.reply);
-    }
-    return verdict;
+    return reply_verdict(actions);
 }
 
 }  // namespace relaybait::net

@@ -35,15 +35,6 @@ std::string recipient_list(const smtp::envelope& envelope) {
 
 }  // namespace
 
-std::string rfc5322_date(std::chrono::system_clock::time_point when) {
-    const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    char text[64];
-    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S +0000 (UTC)", &utc);
-    return text;
-}
-
 std::string make_trace_headers(const trace_facts& facts) {
     const auto& conn = facts.connection;
     const auto& env = facts.envelope;

@@ -29,6 +29,6 @@ struct trace_facts {
 std::string make_trace_headers(const trace_facts& facts);
 
 // RFC 5322 date as Postfix writes it: "Mon, 23 Nov 2026 18:07:03 +0000 (UTC)".
-std::string rfc5322_date(std::chrono::system_clock::time_point when);
+using store::rfc5322_date;  // store/trace_block.hpp
 
 }  // namespace relaybait::net

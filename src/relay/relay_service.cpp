@@ -1,6 +1,5 @@
 #include "relay/relay_service.hpp"
 
-#include <cstdio>
 #include <ctime>
 
 #include <fcntl.h>
@@ -36,19 +35,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// "Mon, 23 Nov 2026 22:05:14 +0000": the Date header mail readers expect (C locale names).
-std::string rfc5322_date(std::chrono::system_clock::time_point when) {
-    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    char text[64];
-    std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[utc.tm_wday], utc.tm_mday,
-                  months[utc.tm_mon], utc.tm_year + 1900, utc.tm_hour, utc.tm_min, utc.tm_sec);
-    return text;
-}
 
 std::optional<std::string> read_file(const fs::path& path, std::uint64_t max_size) {
     std::ifstream in(path, std::ios::binary);
@@ -107,7 +93,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     std::thread thread;
     std::atomic<bool> stopping{false};
     std::atomic<bool> started{false};
-    resolver dns{io.get_executor(), {}};
+    resolver dns;
     std::uint64_t log_sequence = 0;
 
     impl(relay_service_options o, store::ingest* i, events::event_log* e)
@@ -216,7 +202,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             co_await deliver_row_inner(row);
         } catch (const std::exception& e) {
             spdlog::error("relay: queue row {}: {}", row.id, e.what());
-            finish(row, "deferred", row.attempts + 1, e.what(), {}, nullptr);
+            finish_temporary(row, row.attempts + 1, e.what());
         }
     }
 
@@ -387,10 +373,6 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     void finish(queue_row& row, const std::string& state, unsigned attempts, const std::string& why,
                 const std::optional<attempt_row>& last, std::shared_ptr<const std::string> message) {
         const auto now = std::chrono::system_clock::now();
-        if (state == "deferred") {
-            finish_temporary(row, attempts, why, last, message);
-            return;
-        }
         db().finish(row.id, state, attempts, unix_seconds(now), why, "", now);
         boost::json::object f = row_fields(row, last);
         f["attempts"] = attempts;
@@ -483,7 +465,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 }
                 body << "  " << d.at << "  message " << header_value(d.message_id, 64) << "  from <" << header_value(d.mail_from, 200)
                      << ">  to " << header_value(d.recipients_json, 400) << "  ip " << header_value(d.client_ip, 64) << "  "
-                     << (d.allowed ? "allowed" : "refused: " + d.cap) << (d.manual ? " (manual)" : "") << "\r\n";
+                     << "allowed" << (d.manual ? " (manual)" : "") << "\r\n";
             }
             body << "\r\nRefused:";
             for (const auto& [cap, n] : refused) body << " " << cap << "=" << n;
@@ -498,7 +480,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                                "To: operator <postmaster@" + header_value(options.hostname, 200) + ">\r\n"
                                "Subject: relaybait relay log " + day + ": " + std::to_string(count) + "/" +
                                std::to_string(options.limits.daily) + "\r\n"
-                               "Date: " + rfc5322_date(now) + "\r\n"
+                               "Date: " + store::rfc5322_date(now) + "\r\n"
                                "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.str();
 
             const auto since = now.time_since_epoch();

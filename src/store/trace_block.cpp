@@ -1,5 +1,7 @@
 #include "store/trace_block.hpp"
 
+#include <ctime>
+
 #include <algorithm>
 
 namespace relaybait::store {
@@ -25,6 +27,15 @@ std::string header_safe(std::string_view value, std::size_t max_length) {
         safe += (c < 0x20 || c == 0x7F) ? '?' : static_cast<char>(c);
     }
     return safe;
+}
+
+std::string rfc5322_date(std::chrono::system_clock::time_point when) {
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[64];
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S +0000 (UTC)", &utc);
+    return text;
 }
 
 }  // namespace relaybait::store

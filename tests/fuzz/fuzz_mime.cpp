@@ -18,7 +18,8 @@ bool same(const mime::parsed_message& a, const mime::parsed_message& b) {
     for (std::size_t i = 0; i < a.headers.size(); ++i)
         if (a.headers[i].name != b.headers[i].name || a.headers[i].value != b.headers[i].value) return false;
     return a.subject == b.subject && a.from == b.from && a.to == b.to && a.text_body == b.text_body &&
-           a.html_body == b.html_body && a.attachments.size() == b.attachments.size() && a.truncated == b.truncated;
+           a.html_body == b.html_body && a.attachments.size() == b.attachments.size() && a.truncated == b.truncated &&
+           a.part_count == b.part_count && a.parse_failed == b.parse_failed;
 }
 
 }  // namespace

@@ -252,9 +252,10 @@ TEST(identity_config, address_candidates) {
 }
 
 TEST_F(identity_discovery, off_by_default_makes_no_request) {
+    one_shot_http_server server(http_response("198.51.100.7\n"));  // would be found if it were asked
     config::settings settings;
     settings.identity.interface_addresses = false;
-    settings.identity.discover_urls = {"http://127.0.0.1:1/"};
+    settings.identity.discover_urls = {server.url()};
     EXPECT_TRUE(discover_identity(settings).ipv4.empty());
 }
 

@@ -17,6 +17,23 @@ when = 'client_ip in ["192.0.2.0/24"]'
 reply = { code = 554, text = "5.7.1 Go away" }
 
 [[rule]]
+name = "closing-helo"
+kind = "scan"
+hook = "ehlo"
+when = 'helo equals "close.example"'
+[rule.actions]
+reply = { code = 421, text = "4.7.0 mx1.example.net Error: closing" }
+
+[[rule]]
+name = "greeter"
+kind = "scan"
+hook = "connect"
+when = 'client_ip in ["198.51.100.0/24"]'
+[rule.actions]
+reply = { code = 220, text = "mx1.example.net ESMTP" }
+tarpit_ms = 300
+
+[[rule]]
 name = "slow-helo"
 kind = "scan"
 hook = "ehlo"
@@ -83,6 +100,22 @@ TEST(SessionRules, ConnectRuleRefusesBeforeTheBanner) {
     EXPECT_EQ(verdict.what, smtp::stage_verdict::kind::reply);
     EXPECT_EQ(verdict.reply, "554 5.7.1 Go away");
     EXPECT_EQ(f.matches, std::vector<std::string>{"connect:scanner-refused"});
+}
+
+TEST(SessionRules, ReplyCode421AlwaysDisconnects) {
+    fixture f;
+    const auto verdict = f.rules.decide(smtp::stage::ehlo, f.facts, {}, std::nullopt, "close.example");
+    EXPECT_EQ(verdict.what, smtp::stage_verdict::kind::disconnect);
+    EXPECT_EQ(verdict.reply, "421 4.7.0 mx1.example.net Error: closing");
+}
+
+TEST(SessionRules, ConnectRuleCanReplaceTheBannerAndDelayIt) {
+    fixture f;
+    f.facts.peer_ip = "198.51.100.9";
+    const auto verdict = f.rules.at_connect(f.facts);
+    EXPECT_EQ(verdict.what, smtp::stage_verdict::kind::reply);  // a 2xx: the session goes on (session.cpp greet)
+    EXPECT_EQ(verdict.reply, "220 mx1.example.net ESMTP");
+    EXPECT_EQ(verdict.delay, std::chrono::milliseconds(300));
 }
 
 TEST(SessionRules, NoMatchProceeds) {
