@@ -65,6 +65,7 @@ struct event_log::impl {
     std::condition_variable progress; // flush(): something was written
     std::deque<boost::json::object> queue;
     bool stopping = false;
+    std::uint64_t flush_target = 0;  // flush() waits for this: the writer must not linger
     std::uint64_t enqueued = 0;  // accepted into the queue
     std::uint64_t handled = 0;   // taken off the queue and written (or dropped on error)
     std::atomic<std::uint64_t> dropped{0};
@@ -171,11 +172,17 @@ struct event_log::impl {
         flush_buffer();
     }
 
+    bool hurry() const { return stopping || flush_target > handled || queue.size() >= options.linger_events; }
+
     void run() {
         std::unique_lock lock(mutex);
         for (;;) {
             wake.wait(lock, [&] { return stopping || !queue.empty(); });
             if (queue.empty() && stopping) return;
+            // Linger: a session makes several events within milliseconds; one write and one
+            // wake-up for all of them instead of a futex wake and a context switch per event
+            // (profiled: 2.3 writer wake-ups per message at 2,600 msg/s).
+            if (options.linger.count() > 0 && !hurry()) wake.wait_for(lock, options.linger, [&] { return hurry(); });
             std::deque<boost::json::object> batch;
             batch.swap(queue);
             lock.unlock();
@@ -197,6 +204,8 @@ struct event_log::impl {
             }
             queue.push_back(std::move(event));
             ++enqueued;
+            // Only the first event wakes the writer (it then lingers), or a full linger batch.
+            if (queue.size() != 1 && queue.size() != options.linger_events) return;
         }
         wake.notify_one();
     }
@@ -237,6 +246,8 @@ void event_log::emit_raw(boost::json::object event) {
 void event_log::flush() {
     std::unique_lock lock(impl_->mutex);
     const std::uint64_t target = impl_->enqueued;
+    impl_->flush_target = std::max(impl_->flush_target, target);
+    impl_->wake.notify_one();
     impl_->progress.wait(lock, [&] { return impl_->handled >= target; });
 }
 

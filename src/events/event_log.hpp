@@ -2,7 +2,8 @@
 // DATA/events.jsonl: one JSON object per line, the common fields of the honeypot ecosystem
 // (Cowrie, Dionaea, T-Pot): timestamp, eventid, session, sensor, src_ip, src_port, dst_ip,
 // dst_port, protocol, plus the event's own fields. Written by a background thread; emit()
-// never blocks on disk. Rotated by size: events.jsonl -> events.jsonl.1 -> ... (keep N).
+// never blocks on disk; the writer lingers a few milliseconds to write a burst at once.
+// Rotated by size: events.jsonl -> events.jsonl.1 -> ... (keep N).
 // Every string and key is made valid UTF-8 first (events/json_safe.hpp): ill-formed bytes
 // from the network become U+FFFD. The file is opened in append mode, created 0640.
 // Common fields always win over an event field of the same name. The constructor throws
@@ -22,6 +23,11 @@ struct event_log_options {
     std::uint64_t rotate_bytes = 100u << 20;
     unsigned keep_files = 10;
     std::size_t max_queued = 100'000;       // beyond this, events are dropped and counted
+    // The writer waits this long after the first queued event (or until linger_events are
+    // queued, or flush()) so that one write serves a burst: an event reaches the file at most
+    // `linger` plus the write later; a crash of the process can lose that much.
+    std::chrono::milliseconds linger{5};
+    std::size_t linger_events = 512;
 };
 
 // The fields every event of one session carries.

@@ -43,6 +43,7 @@ struct app_context {
     relay::relay_service* relay = nullptr;  // the kill switch is relay.enabled, checked by the relay's caps
     bool stopping = false;
 
+    // 16 hex digits: the start in milliseconds (44 bits) and 20 random bits.
     std::string new_session_id();
 };
 

@@ -182,6 +182,11 @@ int serve(const config::settings& settings, const serve_options&) {
     io.run();
     relay.stop();
     events.flush();
+    const auto stored = ingest.stats();
+    spdlog::info("store: {} messages acknowledged in {} group commits (largest {}), {} failed; "
+                 "time in file syncs {} ms, renames {} ms, SQLite transactions {} ms",
+                 stored.committed, stored.batches, stored.largest_batch, stored.failed, stored.file_sync_us / 1000,
+                 stored.rename_us / 1000, stored.db_us / 1000);
     return 0;
 }
 

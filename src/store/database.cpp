@@ -173,11 +173,11 @@ constexpr int latest_version = static_cast<int>(std::size(migrations));
 constexpr std::size_t max_limit = 10'000;
 // WAL checkpoints of a read-write connection run on a background thread with its own
 // connection, never inside a COMMIT: the writer's wal_hook only wakes it once the WAL holds
-// this many frames (SQLite's own wal_autocheckpoint default). Should the checkpointer starve
+// this many frames (16 MB: hot pages are copied back once per 4,000 frames). Should the checkpointer starve
 // (the WAL never fully copied back because the writer never pauses) and the WAL pass the
 // second bound, the writer checkpoints inline once, which lets the next transaction restart
 // the WAL from its beginning.
-constexpr int checkpoint_frames = 1000;
+constexpr int checkpoint_frames = 4000;
 constexpr int inline_checkpoint_frames = 16 * checkpoint_frames;
 
 std::string base64_encode(std::string_view in) {
@@ -810,13 +810,14 @@ void database::upsert_session(const session_record& r) {
     // The usual case: the row exists as a stub (its first message came before the session
     // ended): a plain UPDATE of it. The INSERT ... ON CONFLICT DO UPDATE below first tried the
     // insert and built its record before taking the update path (profiled). Only for a
-    // session not yet stored.
+    // session not yet stored. The indexed columns (peer_ip, started_at) are matched, not set:
+    // SQLite rewrites the entry of every index whose column is assigned, even to its value.
     {
         auto s = d.prepare(
-            "UPDATE sessions SET sensor=?2, listener=?3, peer_ip=?4, "
-            "peer_port=?5, local_ip=?6, local_port=?7, started_at=?8, ended_at=?9, helo_verb=?10, helo_name=?11, "
+            "UPDATE sessions SET sensor=?2, listener=?3, "
+            "peer_port=?5, local_ip=?6, local_port=?7, ended_at=?9, helo_verb=?10, helo_name=?11, "
             "tls_version=?12, tls_cipher=?13, transcript=?14, transcript_truncated=?15, bytes_in=?16, bytes_out=?17, "
-            "commands=?18, errors=?19, messages=?20, outcome=?21 WHERE id=?1");
+            "commands=?18, errors=?19, messages=?20, outcome=?21 WHERE id=?1 AND peer_ip=?4 AND started_at=?8");
         bind_all(s);
         s.run();
         if (sqlite3_changes(d.db) > 0) return;

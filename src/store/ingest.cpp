@@ -130,8 +130,23 @@ struct ingest::impl {
     std::deque<std::shared_ptr<pending_message>> ready;
     std::deque<session_record> sessions;
     std::deque<credential_record> credentials;
+    std::chrono::steady_clock::time_point side_since;  // when the oldest waiting session/credential was queued
     bool committer_stop = false;
     std::thread committer;
+    std::size_t side_records() const { return sessions.size() + credentials.size(); }
+    std::size_t side_limit() const { return options.max_batch * 4; }
+    // A side record (session row, credential) queued: only the first wakes the committer,
+    // which then lingers for messages to ride with; a full side batch goes at once.
+    void queue_side_record(auto& queue, auto record) {
+        bool wake = false;
+        {
+            std::lock_guard lock(commit_mutex);
+            if (side_records() == 0) side_since = std::chrono::steady_clock::now(), wake = true;
+            queue.push_back(std::move(record));
+            wake = wake || side_records() == side_limit();
+        }
+        if (wake) commit_wake.notify_one();
+    }
 
     // Database stage.
     struct synced_batch {
@@ -470,20 +485,24 @@ struct ingest::impl {
             synced_batch work;
             {
                 std::unique_lock lock(commit_mutex);
-                commit_wake.wait(lock, [&] {
-                    return committer_stop || !ready.empty() || !sessions.empty() || !credentials.empty();
-                });
-                if (committer_stop && ready.empty() && sessions.empty() && credentials.empty()) return;
+                commit_wake.wait(lock, [&] { return committer_stop || !ready.empty() || side_records() > 0; });
+                if (committer_stop && ready.empty() && side_records() == 0) return;
+                // Session rows and credentials ride with the next batch of messages: a
+                // transaction of their own (another fdatasync) for each session was half of the
+                // commits under load. Alone, they wait at most side_linger.
+                if (ready.empty() && !committer_stop)
+                    commit_wake.wait_until(lock, side_since + options.side_linger, [&] {
+                        return committer_stop || !ready.empty() || side_records() >= side_limit();
+                    });
                 while (!ready.empty() && work.batch.size() < options.max_batch) {
                     work.batch.push_back(std::move(ready.front()));
                     ready.pop_front();
                 }
-                const std::size_t side_limit = options.max_batch * 4;
-                while (!sessions.empty() && work.sessions.size() < side_limit) {
+                while (!sessions.empty() && work.sessions.size() < side_limit()) {
                     work.sessions.push_back(std::move(sessions.front()));
                     sessions.pop_front();
                 }
-                while (!credentials.empty() && work.credentials.size() < side_limit) {
+                while (!credentials.empty() && work.credentials.size() < side_limit()) {
                     work.credentials.push_back(std::move(credentials.front()));
                     credentials.pop_front();
                 }
@@ -750,20 +769,10 @@ void ingest::abort(const std::shared_ptr<pending_message>& m) {
     if (schedule) impl_->schedule(m);
 }
 
-void ingest::record_session(session_record session) {
-    {
-        std::lock_guard lock(impl_->commit_mutex);
-        impl_->sessions.push_back(std::move(session));
-    }
-    impl_->commit_wake.notify_one();
-}
+void ingest::record_session(session_record session) { impl_->queue_side_record(impl_->sessions, std::move(session)); }
 
 void ingest::record_credential(credential_record credential) {
-    {
-        std::lock_guard lock(impl_->commit_mutex);
-        impl_->credentials.push_back(std::move(credential));
-    }
-    impl_->commit_wake.notify_one();
+    impl_->queue_side_record(impl_->credentials, std::move(credential));
 }
 
 std::uint64_t ingest::committed() const { return impl_->committed.load(); }

@@ -65,9 +65,11 @@ struct ingest_options {
     std::size_t max_batch = 256;     // messages per group commit
     bool fsync = true;               // false only for tests that measure nothing durable
     std::string hostname;            // host part of Maildir file names; empty = gethostname()
-    unsigned writer_threads = 4;     // run append() writes and the per-file fdatasyncs
+    unsigned writer_threads = 2;     // run append() writes and the per-file fdatasyncs
     sync_method sync = sync_method::syncfs;  // measured faster here (see the report); per_file
                                              // if the filesystem carries other heavy writers
+    // Session rows and credentials wait this long for a batch of messages to ride with.
+    std::chrono::milliseconds side_linger{20};
 };
 
 struct ingest_stats {
@@ -140,7 +142,8 @@ public:
     // Drops a message that will not be acknowledged; its tmp file is removed.
     void abort(const std::shared_ptr<pending_message>& message);
 
-    // Session rows and credentials: written in the next batch; no acknowledgement needed.
+    // Session rows and credentials: written with the next batch of messages, or alone after
+    // options.side_linger; no acknowledgement needed.
     void record_session(session_record session);  // insert or replace by id
     void record_credential(credential_record credential);
 
