@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/text.hpp"
 #include "store/maildir.hpp"
 
 namespace relaybait::cli {
@@ -13,11 +14,6 @@ bool digits(const std::string& text, std::size_t from, std::size_t count) {
     return std::all_of(text.begin() + static_cast<std::ptrdiff_t>(from),
                        text.begin() + static_cast<std::ptrdiff_t>(from + count),
                        [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::string lower(std::string text) {
-    std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return text;
 }
 
 }  // namespace
@@ -68,11 +64,9 @@ CLI::Validator since_validator() {
 }
 
 std::string normalise_folder(const std::string& text) {
-    if (text.empty() || lower(text) == "inbox") return "";
-    const std::string folder = text.front() == '.' ? text : "." + text;
-    if (!store::valid_folder_name(folder))
-        throw CLI::ValidationError("--folder", "not a Maildir++ folder name: " + text);
-    return folder;
+    auto folder = store::maildir_folder_for(text);
+    if (!folder) throw CLI::ValidationError("--folder", "not a Maildir++ folder name: " + text);
+    return std::move(*folder);
 }
 
 CLI::Validator folder_validator() {
@@ -97,8 +91,7 @@ bool confirm(console io, const std::string& question) {
     }
     while (!answer.empty() && std::isspace(static_cast<unsigned char>(answer.back()))) answer.pop_back();
     while (!answer.empty() && std::isspace(static_cast<unsigned char>(answer.front()))) answer.erase(answer.begin());
-    answer = lower(answer);
-    return answer == "y" || answer == "yes";
+    return text::iequals(answer, "y") || text::iequals(answer, "yes");
 }
 
 }  // namespace relaybait::cli

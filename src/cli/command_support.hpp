@@ -40,8 +40,9 @@ std::string normalise_since(const std::string& text);
 // CLI11 check for --since.
 CLI::Validator since_validator();
 
-// --folder: "inbox" or "" is the inbox; "Probes" and ".Probes" are the same Maildir++ folder.
-// Returns the stored form ("" or ".Name"); throws CLI::ValidationError for an invalid name.
+// --folder (and a rule's folder in `rules apply`): store::maildir_folder_for, "" or INBOX (any
+// case) is the inbox, "Probes" and ".Probes" are the same Maildir++ folder. Returns the stored
+// form ("" or ".Name"); throws CLI::ValidationError for an invalid name.
 std::string normalise_folder(const std::string& text);
 CLI::Validator folder_validator();
 

@@ -3,6 +3,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "cli/table.hpp"
+#include "common/text.hpp"
 
 namespace relaybait::cli {
 namespace {
@@ -13,12 +14,6 @@ std::string recipients_cell(const std::vector<std::string>& recipients) {
     if (recipients.empty()) return "";
     if (recipients.size() == 1) return recipients.front();
     return recipients.front() + " (+" + std::to_string(recipients.size() - 1) + ")";
-}
-
-std::string join(const std::vector<std::string>& values, std::string_view separator) {
-    std::string text;
-    for (const auto& value : values) text += (text.empty() ? "" : std::string(separator)) + value;
-    return text;
 }
 
 std::string endpoint(const std::string& ip, std::uint16_t port) {
@@ -95,7 +90,7 @@ void render_message(std::ostream& out, const store::message_record& m) {
                            {"listener", m.listener},
                            {"helo", m.helo_name},
                            {"mail from", "<" + m.mail_from + ">" + (m.mail_parameters.empty() ? "" : " " + m.mail_parameters)},
-                           {"rcpt to", join(m.recipients, ", ")},
+                           {"rcpt to", text::join(m.recipients, ", ")},
                            {"auth", m.auth_username},
                            {"tls", tls_text(m.tls_version, m.tls_cipher)},
                            {"via", m.via_bdat ? "BDAT" : "DATA"},

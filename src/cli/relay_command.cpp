@@ -12,6 +12,7 @@
 #include "cli/relay_status.hpp"
 #include "cli/store_access.hpp"
 #include "cli/table.hpp"
+#include "common/text.hpp"
 #include "relay/relay_db.hpp"
 #include "relay/safety.hpp"
 #include "store/message_admin.hpp"
@@ -81,12 +82,6 @@ struct relay_options {
     bool yes = false;
 };
 
-std::string recipients_text(const std::vector<std::string>& recipients) {
-    std::string text;
-    for (const auto& recipient : recipients) text += (text.empty() ? "" : ", ") + recipient;
-    return text;
-}
-
 int relay_message_command(const relay_options& options, console io) {
     const config::settings settings = load_settings(options.settings);
     const store::message_record message = find_message(*open_store(settings.data_dir), options.id);
@@ -99,7 +94,7 @@ int relay_message_command(const relay_options& options, console io) {
         {"received", message.received_at},
         {"client ip", message.peer_ip},
         {"from", "<" + message.mail_from + ">"},
-        {"recipients", recipients_text(message.recipients)},
+        {"recipients", text::join(message.recipients, ", ")},
         {"subject", message.headers.subject},
         {"size", std::to_string(message.size)},
     };

@@ -2,6 +2,7 @@
 
 #include "cli/records_view.hpp"
 #include "cli/table.hpp"
+#include "common/text.hpp"
 
 namespace relaybait::cli {
 namespace {
@@ -29,15 +30,15 @@ relay_overview read_relay_overview(relay::relay_db& db, const config::relay_conf
 }
 
 void render_relay_overview(std::ostream& out, const relay_overview& o) {
-    std::string queue;
+    std::vector<std::string> queue;
     for (const char* state : queue_states) {
         const auto found = o.queue.find(state);
-        queue += (queue.empty() ? "" : ", ") + std::to_string(found == o.queue.end() ? 0 : found->second) + " " + state;
+        queue.push_back(std::to_string(found == o.queue.end() ? 0 : found->second) + " " + state);
     }
     for (const auto& [state, count] : o.queue) {  // a state this build does not know
         bool known = false;
         for (const char* name : queue_states) known = known || state == name;
-        if (!known) queue += ", " + std::to_string(count) + " " + state;
+        if (!known) queue.push_back(std::to_string(count) + " " + state);
     }
     render_fields(out, {
                            {"relay", o.enabled ? "enabled" : "disabled (relay.enabled = false)"},
@@ -45,7 +46,7 @@ void render_relay_overview(std::ostream& out, const relay_overview& o) {
                            {"today", std::to_string(o.today) + " of " + std::to_string(o.daily) + " (" + o.day + " UTC)"},
                            {"test mode", o.test_mode ? "on: every relay goes to " + o.test_recipient + " via " + o.test_server
                                                      : "off"},
-                           {"queue", queue},
+                           {"queue", text::join(queue, ", ")},
                        });
 }
 

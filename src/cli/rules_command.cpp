@@ -20,6 +20,7 @@
 #include "cli/rules_scan.hpp"
 #include "cli/store_access.hpp"
 #include "cli/table.hpp"
+#include "common/text.hpp"
 #include "net/self_identity.hpp"
 #include "rules/rules.hpp"
 #include "store/message_admin.hpp"
@@ -214,20 +215,14 @@ struct apply_counts {
     std::size_t classified = 0, moved = 0, tagged = 0, dropped = 0, failed = 0;
 };
 
-std::string joined(const std::vector<std::string>& values) {
-    std::string text;
-    for (const auto& value : values) text += (text.empty() ? "" : ", ") + value;
-    return text;
-}
-
 // What the rule's actions do to a stored message, in words.
 std::string planned_actions(const rules::actions& actions, const std::string& folder) {
     std::vector<std::string> steps;
-    if (!actions.tags.empty()) steps.push_back("tag " + joined(actions.tags));
+    if (!actions.tags.empty()) steps.push_back("tag " + text::join(actions.tags, ", "));
     steps.push_back("record the rule and its kind");
     if (actions.drop) steps.push_back("drop the stored file (the row stays)");
     else if (actions.folder) steps.push_back("move to " + (folder.empty() ? std::string("the inbox") : folder));
-    return joined(steps);
+    return text::join(steps, ", ");
 }
 
 apply_counts apply_actions(store::database& db, const fs::path& data_dir, const rules::rule& rule,

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 
+#include "common/text.hpp"
 #include "mime/message.hpp"
 
 namespace relaybait::mime {
@@ -52,11 +53,8 @@ std::unique_ptr<GMimeParserOptions, options_deleter> make_options() {
     return std::unique_ptr<GMimeParserOptions, options_deleter>(options);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
+using text::iequals;
+using text::istarts_with;
 
 // True when every byte is printable ASCII, tab, CR or LF (16 bytes at a time with SSE2).
 bool is_plain_ascii(std::string_view text) {
@@ -241,10 +239,8 @@ private:
         std::string mime_type = "text/plain";
         if (type != nullptr) {
             gstring name(g_mime_content_type_get_mime_type(type));
-            if (name) mime_type = name.get();
+            if (name) mime_type = text::lowercase(name.get());
         }
-        std::transform(mime_type.begin(), mime_type.end(), mime_type.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         const char* filename = g_mime_part_get_filename(part);
         const bool is_text = mime_type == "text/plain" || mime_type == "text/html";
         const bool attached = g_mime_part_is_attachment(part) || (filename != nullptr && *filename != '\0') || !is_text;
@@ -362,10 +358,6 @@ void read_headers(std::string_view raw, const limits& bounds, GMimeParserOptions
     if (const auto* v = out.find_header("Subject")) out.subject = *v;
     if (const auto* v = out.find_header("From")) out.from = *v;
     if (const auto* v = out.find_header("To")) out.to = *v;
-}
-
-bool istarts_with(std::string_view text, std::string_view prefix) {
-    return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
 }
 
 std::string_view trim_view(std::string_view text) {

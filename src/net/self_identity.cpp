@@ -1,5 +1,7 @@
 #include "net/self_identity.hpp"
 
+#include "common/text.hpp"
+
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -127,11 +129,7 @@ using steady = std::chrono::steady_clock;
 
 constexpr int max_redirects = 3;
 
-std::string lowercase(std::string_view text) {
-    std::string lower(text);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    return lower;
-}
+using text::lowercase;
 
 // scheme://host[:port][/path][?query][#fragment] for http and https, nothing more.
 struct url_parts {

@@ -4,7 +4,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include <array>
+#include <memory>
+#include <span>
 
 namespace relaybait::net {
 
@@ -17,9 +18,13 @@ constexpr std::size_t tls_buffer_size = 16 * 1024;  // one TLS record
 
 // Plain sessions read here right after the socket reported readable; the bytes are handed to
 // the engine before the coroutine suspends again, so sessions never overlap in it.
-std::array<char, shared_buffer_size>& shared_read_buffer() {
-    thread_local std::array<char, shared_buffer_size> buffer;
-    return buffer;
+// Allocated by the first read: a 64 KB thread_local array would sit in the static TLS block that
+// glibc zeroes for every thread it creates, so each thread (the store, event and relay threads
+// never read a socket) would hold 64 KB of touched memory.
+std::span<char, shared_buffer_size> shared_read_buffer() {
+    thread_local std::unique_ptr<char[]> buffer;
+    if (!buffer) buffer.reset(new char[shared_buffer_size]);
+    return std::span<char, shared_buffer_size>(buffer.get(), shared_buffer_size);
 }
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 }  // namespace
@@ -50,8 +55,8 @@ asio::awaitable<std::span<const char>> transport::read_some(boost::system::error
 }
 
 std::span<const char> transport::try_read(boost::system::error_code& ec) {
-    auto& buffer = shared_read_buffer();
-    const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
+    const auto buffer = shared_read_buffer();
+    const std::size_t n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
     return std::span<const char>(buffer.data(), ec ? 0 : n);
 }
 

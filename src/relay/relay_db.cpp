@@ -60,6 +60,10 @@ CREATE INDEX relay_attempts_queue ON relay_attempts(queue_id);
     R"sql(
 CREATE INDEX relay_decisions_message ON relay_decisions(message_id);
 )sql",
+    // 3: the queue rows of one day (the daily .Logs message, rewritten after every relay)
+    R"sql(
+CREATE INDEX relay_queue_created ON relay_queue(created_at);
+)sql",
 };
 
 constexpr const char* queue_columns =
@@ -159,12 +163,21 @@ int relay_db::schema_version() {
     return s.step() ? static_cast<int>(s.i64(0)) : 0;
 }
 
-bool relay_db::paused() { return state("paused").value_or("0") == "1"; }
+bool relay_db::paused() {
+    const held_lock lock(mutex_);
+    return paused(lock);
+}
+
+bool relay_db::paused(const held_lock& held) { return state(held, "paused").value_or("0") == "1"; }
 
 void relay_db::set_paused(bool paused) { set_state("paused", paused ? "1" : "0"); }
 
 std::optional<std::string> relay_db::state(const std::string& key) {
-    std::lock_guard lock(mutex_);
+    const held_lock lock(mutex_);
+    return state(lock, key);
+}
+
+std::optional<std::string> relay_db::state(const held_lock&, const std::string& key) {
     stmt s(db_, "SELECT value FROM relay_state WHERE key = ?");
     s.bind(1, key);
     if (!s.step()) return std::nullopt;
@@ -178,7 +191,11 @@ void relay_db::set_state(const std::string& key, const std::string& value) {
 }
 
 std::uint64_t relay_db::counter(const std::string& day, const std::string& scope, const std::string& key) {
-    std::lock_guard lock(mutex_);
+    const held_lock lock(mutex_);
+    return counter(lock, day, scope, key);
+}
+
+std::uint64_t relay_db::counter(const held_lock&, const std::string& day, const std::string& scope, const std::string& key) {
     stmt s(db_, "SELECT count FROM relay_counters WHERE day = ? AND scope = ? AND key = ?");
     s.bind(1, day).bind(2, scope).bind(3, key);
     return s.step() ? static_cast<std::uint64_t>(s.i64(0)) : 0;
@@ -231,6 +248,19 @@ std::vector<queue_row> relay_db::list_queue(std::size_t limit) {
     std::lock_guard lock(mutex_);
     stmt s(db_, (std::string("SELECT ") + queue_columns + " FROM relay_queue ORDER BY id DESC LIMIT ?").c_str());
     s.bind(1, static_cast<std::int64_t>(limit));
+    std::vector<queue_row> rows;
+    while (s.step()) rows.push_back(read_queue_row(s));
+    return rows;
+}
+
+std::vector<queue_row> relay_db::queue_of_day(const std::string& day, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    // created_at is ISO 8601 UTC ("2026-11-23T18:07:03.123456Z"): that day's rows sort between
+    // "<day>T" and "<day>U".
+    stmt s(db_, (std::string("SELECT ") + queue_columns +
+                 " FROM relay_queue WHERE created_at >= ?1 || 'T' AND created_at < ?1 || 'U' ORDER BY id LIMIT ?2")
+                    .c_str());
+    s.bind(1, day).bind(2, static_cast<std::int64_t>(limit));
     std::vector<queue_row> rows;
     while (s.step()) rows.push_back(read_queue_row(s));
     return rows;

@@ -99,14 +99,21 @@ public:
     int schema_version();
     const std::filesystem::path& file() const { return file_; }
 
+    // Proof that the caller holds mutex() (safety::check_and_reserve, inside its transaction):
+    // the overloads taking it do not lock again (std::mutex is not re-entrant).
+    using held_lock = std::lock_guard<std::mutex>;
+
     // relay_state
     bool paused();
+    bool paused(const held_lock& held);
     void set_paused(bool paused);
     std::optional<std::string> state(const std::string& key);
+    std::optional<std::string> state(const held_lock& held, const std::string& key);
     void set_state(const std::string& key, const std::string& value);
 
     // Counters (read only; increments happen inside safety::check_and_reserve).
     std::uint64_t counter(const std::string& day, const std::string& scope, const std::string& key);
+    std::uint64_t counter(const held_lock& held, const std::string& day, const std::string& scope, const std::string& key);
 
     // Queue. claim_due: rows whose time has come (queued/deferred with next_attempt_at <= now,
     // or sending with an expired lease: the process that claimed it died) become `sending`
@@ -116,7 +123,9 @@ public:
                 std::int64_t next_attempt_at, const std::string& last_result,
                 const std::string& relayed_path, sys_time now);
     std::optional<queue_row> find_queue_row(std::int64_t id);
-    std::vector<queue_row> list_queue(std::size_t limit = 1000);
+    std::vector<queue_row> list_queue(std::size_t limit = 1000);  // newest first
+    // The rows created on `day` ("YYYY-MM-DD", UTC), oldest first.
+    std::vector<queue_row> queue_of_day(const std::string& day, std::size_t limit = 10'000);
     std::optional<std::int64_t> next_due_time();  // earliest next_attempt_at of waiting rows
 
     std::int64_t insert_attempt(const attempt_row& attempt);

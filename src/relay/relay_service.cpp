@@ -23,6 +23,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/text.hpp"
 #include "events/event_log.hpp"
 #include "relay/message.hpp"
 #include "store/ingest.hpp"
@@ -49,7 +50,7 @@ std::optional<std::string> read_file(const fs::path& path, std::uint64_t max_siz
 }
 
 bool ends_with_domain(const std::string& domain, const std::string& entry) {
-    const std::string e = lower_ascii(entry);
+    const std::string e = text::lowercase(entry);
     return domain == e || (domain.size() > e.size() && domain.ends_with("." + e));
 }
 
@@ -451,7 +452,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             store::create_maildir_folder(root, ".Logs");
             const fs::path folder = root / ".Logs";
             const auto decisions = db().decisions_of_day(day);
-            const auto rows = db().list_queue(10'000);
+            const auto rows = db().queue_of_day(day);
             const std::uint64_t count = guard.daily_count(now);
             std::ostringstream body;
             body << "Relays on " << day << " (UTC): " << count << " of " << options.limits.daily << " relayed copies reserved"
@@ -470,11 +471,10 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             body << "\r\nRefused:";
             for (const auto& [cap, n] : refused) body << " " << cap << "=" << n;
             body << "\r\n\r\nDeliveries:\r\n";
-            for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
-                if (!it->created_at.starts_with(day)) continue;
-                body << "  queue " << it->id << "  message " << header_value(it->message_id, 64) << "  to <"
-                     << header_value(it->recipient, 200) << ">  " << it->state << "  attempts " << it->attempts << "  "
-                     << header_value(it->last_result, 300) << "\r\n";
+            for (const auto& row : rows) {
+                body << "  queue " << row.id << "  message " << header_value(row.message_id, 64) << "  to <"
+                     << header_value(row.recipient, 200) << ">  " << row.state << "  attempts " << row.attempts << "  "
+                     << header_value(row.last_result, 300) << "\r\n";
             }
             std::string text = "From: relaybait <relaybait@" + header_value(options.hostname, 200) + ">\r\n"
                                "To: operator <postmaster@" + header_value(options.hostname, 200) + ">\r\n"

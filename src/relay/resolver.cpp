@@ -14,6 +14,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "common/text.hpp"
+
 namespace relaybait::relay {
 
 namespace asio = boost::asio;
@@ -173,8 +175,7 @@ asio::awaitable<raw_answer> run_query(asio::any_io_executor executor, const reso
         co_return raw_answer{ARES_ENOMEM, {}};
     }
     if (!options.servers.empty()) {
-        std::string csv;
-        for (const auto& s : options.servers) csv += (csv.empty() ? "" : ",") + s;
+        const std::string csv = text::join(options.servers, ",");
         if (const int rc = ares_set_servers_ports_csv(q->channel, csv.c_str()); rc != ARES_SUCCESS) {
             q->shutdown();
             co_return raw_answer{rc, {}};
@@ -201,6 +202,33 @@ dns_status classify(int status) {
         case ARES_EBADNAME: return dns_status::no_domain;
         default: return dns_status::temporary;  // SERVFAIL, REFUSED, timeout, connection refused
     }
+}
+
+const unsigned char* raw_address(const ares_addrttl& record) { return reinterpret_cast<const unsigned char*>(&record.ipaddr); }
+const unsigned char* raw_address(const ares_addr6ttl& record) { return reinterpret_cast<const unsigned char*>(&record.ip6addr); }
+
+// The addresses of an A (address_v4, ares_parse_a_reply) or AAAA (address_v6,
+// ares_parse_aaaa_reply) answer, at most 32, appended to `out`; returns the parser's status.
+template <typename Address, typename Record>
+int append_addresses(const raw_answer& answer, int (*parse)(const unsigned char*, int, hostent**, Record*, int*),
+                     std::vector<asio::ip::address>& out) {
+    Record records[32];
+    int count = 32;
+    hostent* he = nullptr;
+    const int status = parse(answer.bytes.data(), static_cast<int>(answer.bytes.size()), &he, records, &count);
+    if (he) ares_free_hostent(he);
+    if (status != ARES_SUCCESS) return status;
+    for (int i = 0; i < count; ++i) {
+        typename Address::bytes_type bytes;
+        std::copy_n(raw_address(records[i]), bytes.size(), bytes.begin());
+        out.emplace_back(Address(bytes));
+    }
+    return status;
+}
+
+int append_addresses(const raw_answer& answer, int type, std::vector<asio::ip::address>& out) {
+    if (type == type_aaaa) return append_addresses<asio::ip::address_v6>(answer, &ares_parse_aaaa_reply, out);
+    return append_addresses<asio::ip::address_v4>(answer, &ares_parse_a_reply, out);
 }
 
 bool valid_hostname(const std::string& name) {
@@ -276,45 +304,13 @@ asio::awaitable<address_result> resolver::addresses(std::string host, bool want_
         co_return result;
     }
     std::vector<dns_status> failures;
-    if (want_ipv6) {
-        const raw_answer answer = co_await run_query(executor_, options_, host, type_aaaa);
+    std::vector<int> types;  // AAAA first: IPv6 addresses are tried first
+    if (want_ipv6) types.push_back(type_aaaa);
+    types.push_back(type_a);
+    for (const int type : types) {
+        const raw_answer answer = co_await run_query(executor_, options_, host, type);
         int status = answer.status;
-        if (status == ARES_SUCCESS) {
-            ares_addr6ttl ttls[32];
-            int count = 32;
-            hostent* he = nullptr;
-            status = ares_parse_aaaa_reply(answer.bytes.data(), static_cast<int>(answer.bytes.size()), &he, ttls, &count);
-            if (he) ares_free_hostent(he);
-            if (status == ARES_SUCCESS) {
-                for (int i = 0; i < count; ++i) {
-                    asio::ip::address_v6::bytes_type b;
-                    std::copy_n(reinterpret_cast<const unsigned char*>(&ttls[i].ip6addr), 16, b.begin());
-                    result.addresses.emplace_back(asio::ip::address_v6(b));
-                }
-            }
-        }
-        if (status != ARES_SUCCESS) {
-            failures.push_back(classify(status));
-            result.error = ares_strerror(status);
-        }
-    }
-    {
-        const raw_answer answer = co_await run_query(executor_, options_, host, type_a);
-        int status = answer.status;
-        if (status == ARES_SUCCESS) {
-            ares_addrttl ttls[32];
-            int count = 32;
-            hostent* he = nullptr;
-            status = ares_parse_a_reply(answer.bytes.data(), static_cast<int>(answer.bytes.size()), &he, ttls, &count);
-            if (he) ares_free_hostent(he);
-            if (status == ARES_SUCCESS) {
-                for (int i = 0; i < count; ++i) {
-                    asio::ip::address_v4::bytes_type b;
-                    std::copy_n(reinterpret_cast<const unsigned char*>(&ttls[i].ipaddr), 4, b.begin());
-                    result.addresses.emplace_back(asio::ip::address_v4(b));
-                }
-            }
-        }
+        if (status == ARES_SUCCESS) status = append_addresses(answer, type, result.addresses);
         if (status != ARES_SUCCESS) {
             failures.push_back(classify(status));
             result.error = ares_strerror(status);

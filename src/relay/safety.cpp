@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "common/text.hpp"
 #include "events/event_log.hpp"
 #include "events/json_safe.hpp"
 #include "relay/sqlite_util.hpp"
@@ -14,18 +15,10 @@ namespace relaybait::relay {
 
 using detail::stmt;
 
-std::string lower_ascii(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    return out;
-}
-
 std::string address_domain(std::string_view address) {
     const auto at = address.rfind('@');
     if (at == std::string_view::npos) return "";
-    std::string domain = lower_ascii(address.substr(at + 1));
+    std::string domain = text::lowercase(address.substr(at + 1));
     while (!domain.empty() && domain.back() == '.') domain.pop_back();
     return domain;
 }
@@ -46,7 +39,7 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
     std::set<std::string> seen;
     bool bad_recipient = false;
     for (const auto& rcpt : request.recipients) {
-        std::string key = lower_ascii(rcpt);
+        std::string key = text::lowercase(rcpt);
         const auto at = key.rfind('@');
         if (at == std::string::npos || at == 0 || address_domain(key).empty() || key.size() > 320 ||
             key.find_first_of(" \t\r\n<>") != std::string::npos) {
@@ -58,37 +51,28 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
             keys.push_back(std::move(key));
         }
     }
-    const std::string sender = request.mail_from.empty() ? std::string("<>") : lower_ascii(request.mail_from);
+    const std::string sender = request.mail_from.empty() ? std::string("<>") : text::lowercase(request.mail_from);
     const std::string day = utc_day(now);
     const std::string at = events::iso8601_utc(now);
     const auto n = static_cast<std::uint64_t>(recipients.size());
 
-    std::lock_guard lock(db_.mutex());
+    const relay_db::held_lock lock(db_.mutex());
     sqlite3* db = db_.handle();
     detail::transaction tx(db);  // BEGIN IMMEDIATE: the write lock, before anything is read
 
-    auto count = [&](const char* scope, const std::string& key) -> std::uint64_t {
-        stmt s(db, "SELECT count FROM relay_counters WHERE day = ? AND scope = ? AND key = ?");
-        s.bind(1, day).bind(2, scope).bind(3, key);
-        return s.step() ? static_cast<std::uint64_t>(s.i64(0)) : 0;
-    };
+    auto count = [&](const char* scope, const std::string& key) { return db_.counter(lock, day, scope, key); };
     auto refuse_if = [&](bool refused, const char* cap) {
         if (refused && result.cap.empty()) result.cap = cap;
         return !result.cap.empty();
     };
 
-    bool paused = false;
-    {
-        stmt s(db, "SELECT value FROM relay_state WHERE key = 'paused'");
-        paused = s.step() && s.text(0) == "1";
-    }
-    refuse_if(!limits_.enabled, "disabled") || refuse_if(paused, "paused") ||
+    refuse_if(!limits_.enabled, "disabled") || refuse_if(db_.paused(lock), "paused") ||
         refuse_if(bad_recipient, "bad_recipient") || refuse_if(recipients.empty(), "no_recipients") ||
         refuse_if(request.size > limits_.max_size, "size") ||
         refuse_if(recipients.size() > limits_.max_recipients, "recipients");
     if (result.cap.empty()) {
         stmt s(db, "SELECT 1 FROM relay_digests WHERE sha256 = ?");
-        s.bind(1, lower_ascii(request.sha256));
+        s.bind(1, text::lowercase(request.sha256));
         refuse_if(request.sha256.empty() || s.step(), "identical");
     }
     if (result.cap.empty()) {
@@ -111,7 +95,7 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
         stmt s(db,
                "INSERT INTO relay_decisions(at, day, message_id, sha256, mail_from, recipients, client_ip, size, manual, "
                "allowed, cap) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
-        s.bind(1, at).bind(2, day).bind(3, request.message_id).bind(4, lower_ascii(request.sha256))
+        s.bind(1, at).bind(2, day).bind(3, request.message_id).bind(4, text::lowercase(request.sha256))
             .bind(5, request.mail_from).bind(6, recipients_json).bind(7, request.client_ip).bind(8, request.size)
             .bind(9, request.manual).bind(10, result.allowed).bind(11, result.cap).run();
         result.decision_id = sqlite3_last_insert_rowid(db);
@@ -130,14 +114,14 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
         for (const auto& rcpt : keys) add("recipient", rcpt, 1);
         for (const auto& [domain, k] : per_domain) add("domain", domain, k);
         stmt digest(db, "INSERT INTO relay_digests(sha256, message_id, reserved_at) VALUES(?, ?, ?)");
-        digest.bind(1, lower_ascii(request.sha256)).bind(2, request.message_id).bind(3, at).run();
+        digest.bind(1, text::lowercase(request.sha256)).bind(2, request.message_id).bind(3, at).run();
         stmt queue(db,
                    "INSERT INTO relay_queue(decision_id, message_id, file, sha256, mail_from, recipient, recipients, "
                    "client_ip, size, manual, state, attempts, next_attempt_at, created_at, updated_at) "
                    "VALUES(?,?,?,?,?,?,?,?,?,?,'queued',0,?,?,?)");
         for (const auto& rcpt : recipients) {
             queue.bind(1, result.decision_id).bind(2, request.message_id).bind(3, request.file)
-                .bind(4, lower_ascii(request.sha256)).bind(5, request.mail_from).bind(6, rcpt).bind(7, recipients_json)
+                .bind(4, text::lowercase(request.sha256)).bind(5, request.mail_from).bind(6, rcpt).bind(7, recipients_json)
                 .bind(8, request.client_ip).bind(9, request.size).bind(10, request.manual).bind(11, unix_seconds(now))
                 .bind(12, at).bind(13, at).run();
             queue.reset();

@@ -100,7 +100,6 @@ private:
 };
 
 // Helpers (public for tests and the service).
-std::string lower_ascii(std::string_view text);
 std::string address_domain(std::string_view address);  // lower-cased, "" when none
 std::string json_string_array(const std::vector<std::string>& items);
 

@@ -10,8 +10,6 @@
 namespace relaybait::rules {
 namespace {
 
-constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 std::string hex(std::string_view data, bool upper) {
     static constexpr char lower_digits[] = "0123456789abcdef";
     static constexpr char upper_digits[] = "0123456789ABCDEF";
@@ -41,33 +39,6 @@ std::string url_encode(std::string_view data, bool every_byte) {
 }
 
 }  // namespace
-
-std::string base64_encode(std::string_view data) {
-    std::string out;
-    out.reserve((data.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < data.size(); i += 3) {
-        const std::uint32_t n = (std::uint32_t(std::uint8_t(data[i])) << 16) |
-                                (std::uint32_t(std::uint8_t(data[i + 1])) << 8) | std::uint8_t(data[i + 2]);
-        out += alphabet[(n >> 18) & 63];
-        out += alphabet[(n >> 12) & 63];
-        out += alphabet[(n >> 6) & 63];
-        out += alphabet[n & 63];
-    }
-    if (i + 1 == data.size()) {
-        const std::uint32_t n = std::uint32_t(std::uint8_t(data[i])) << 16;
-        out += alphabet[(n >> 18) & 63];
-        out += alphabet[(n >> 12) & 63];
-        out += "==";
-    } else if (i + 2 == data.size()) {
-        const std::uint32_t n = (std::uint32_t(std::uint8_t(data[i])) << 16) | (std::uint32_t(std::uint8_t(data[i + 1])) << 8);
-        out += alphabet[(n >> 18) & 63];
-        out += alphabet[(n >> 12) & 63];
-        out += alphabet[(n >> 6) & 63];
-        out += '=';
-    }
-    return out;
-}
 
 std::string base64_at_offset(std::string_view value, int offset) {
     if (offset < 0 || offset > 2 || value.empty()) return {};

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.hpp"
+
 namespace relaybait::rules {
 
 struct encoded_form {
@@ -14,7 +16,7 @@ struct encoded_form {
     std::string kind;    // "plain", "base64@0", "hex", "reversed", ...
 };
 
-std::string base64_encode(std::string_view data);
+using text::base64_encode;  // RFC 4648, padded
 
 // The part of base64(P + value + S) that depends only on `value` when |P| % 3 == offset
 // (offset 0, 1 or 2). Empty when that part would be shorter than 4 characters.

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/text.hpp"
 #include "mime/message.hpp"
 #include "rules/encodings.hpp"
 
@@ -34,13 +35,6 @@ namespace {
 
 bool ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-
-std::string ascii_lower(std::string_view text) {
-    std::string out(text);
-    for (auto& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
 
 std::string describe(const token& t) {
     switch (t.kind) {
@@ -321,7 +315,7 @@ bool cidr_contains(const cidr& net, const cidr& ip) {
 struct fold_table {
     unsigned char to[256];
     constexpr fold_table() : to() {
-        for (int c = 0; c < 256; ++c) to[c] = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        for (int c = 0; c < 256; ++c) to[c] = static_cast<unsigned char>(text::ascii_lower(static_cast<char>(c)));
     }
 };
 constexpr fold_table fold{};
@@ -450,10 +444,10 @@ std::shared_ptr<const needle_index> build_index(const std::vector<needle>& needl
 // ---------------------------------------------------------------------------------------------
 // Parser
 
-needle make_needle(std::string text, bool exact) {
+needle make_needle(std::string value, bool exact) {
     needle n;
-    n.lower = ascii_lower(text);
-    n.text = std::move(text);
+    n.lower = text::lowercase(value);
+    n.text = std::move(value);
     n.exact = exact;
     return n;
 }
@@ -800,12 +794,12 @@ values fetch(field_id id, const node* cmp, const context& ctx) {
         case field_id::auth_user: one(ctx.auth_user); break;
         case field_id::auth_password: one(ctx.auth_password); break;
         case field_id::mail_from: one(ctx.mail_from); break;
-        case field_id::mail_from_domain: v.owned.push_back(ascii_lower(domain_of(ctx.mail_from))); break;
+        case field_id::mail_from_domain: v.owned.push_back(text::lowercase(domain_of(ctx.mail_from))); break;
         case field_id::rcpt_to:
             for (const auto& r : ctx.rcpt_to) one(r);
             break;
         case field_id::rcpt_domain:
-            for (const auto& r : ctx.rcpt_to) v.owned.push_back(ascii_lower(domain_of(r)));
+            for (const auto& r : ctx.rcpt_to) v.owned.push_back(text::lowercase(domain_of(r)));
             break;
         case field_id::header:
             v.views = m->header_values(cmp != nullptr ? std::string_view(cmp->field_arg) : std::string_view());

@@ -10,6 +10,7 @@
 
 #include "rules/expr.hpp"
 #include "rules/rules.hpp"
+#include "store/maildir.hpp"  // maildir_folder_for: inline, no link to relaybait_store
 
 namespace relaybait::rules {
 
@@ -265,9 +266,8 @@ private:
         actions& a = r.actions;
         if (const toml::node* folder = table.get("folder")) {
             const std::string& value = require<std::string>(*folder, prefix + "folder", "a string").get();
-            bool ok = valid_label(value, 64, "_-. ") && value.front() != '.' && value.back() != '.' &&
-                      value.find("..") == std::string::npos;
-            if (!ok) fail(folder->source(), prefix + "folder: a Maildir++ folder name of letters, digits, ' ', '_', '-' (sub-folders separated by '.')");
+            if (!store::maildir_folder_for(value))  // the store's own rule: a rule loads only if it can be applied
+                fail(folder->source(), prefix + "folder: INBOX or a Maildir++ folder name of letters, digits, '_', '-' (sub-folders separated by '.')");
             a.folder = value;
         }
         if (const toml::node* tags = table.get("tags")) {

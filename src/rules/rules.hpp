@@ -61,7 +61,9 @@ struct smtp_reply {
 };
 
 struct actions {
-    std::optional<std::string> folder;  // Maildir++ folder to store into ("Probes"); none = inbox
+    // Folder to store into, as written ("Probes", ".Probes", "INBOX"): what it means is
+    // store::maildir_folder_for (checked at load). none = leave the message where it goes.
+    std::optional<std::string> folder;
     std::vector<std::string> tags;
     bool drop = false;   // do not keep the message, only its metadata
     bool relay = false;  // ask the relay layer to deliver it (hook data only; caps still apply)

@@ -69,7 +69,7 @@ struct engine::state {
     };
 
     const engine_config* config;
-    stage_policy* policy;
+    stage_policy* policy = nullptr;  // engine::set_policy
     const persona* p;
     listener_profile profile;
     connection_facts facts;
@@ -128,7 +128,6 @@ struct engine::state {
 
     state(const engine_config& cfg, connection_facts f, message_sink& s, environment& e)
         : config(&cfg),
-          policy(cfg.policy),
           p(cfg.imitated ? cfg.imitated : &persona::postfix_3_7()),
           profile(p->profile(f.listener)),
           facts(std::move(f)),

@@ -176,7 +176,6 @@ struct engine_config {
     auth_policy auth;
     // Recipients accepted at the local domains (hostname, localhost); others there are "User unknown".
     std::vector<std::string> local_users;
-    stage_policy* policy = nullptr;  // none: every stage proceeds
 };
 
 class engine {
@@ -199,7 +198,8 @@ public:
     // failure; a 4xx/5xx counts as an error like Postfix's); disconnect = the reply, then close.
     // delay = tarpit before the reply.
     void message_committed(std::string_view queue_id, const stage_verdict& verdict, output& out);
-    // Replaces engine_config::policy for this engine (a session's own policy object).
+    // The stage policy this engine asks (a session's own policy object; not owned, must outlive
+    // the engine or be replaced). None (the default, or nullptr): every stage proceeds.
     void set_policy(stage_policy* policy);
     void message_failed(output& out);  // storage failed: a 451 temporary failure, nothing acknowledged
 

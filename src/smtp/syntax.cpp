@@ -36,24 +36,6 @@ std::size_t quoted(std::string_view line, std::size_t pos, token& tok, char last
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-        if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
-        if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
-
-std::string lowercase(std::string_view text) {
-    std::string out(text);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-    return out;
-}
-
 std::vector<token> tokenize(std::string_view line) {
     std::vector<token> out;
     std::size_t pos = 0;
@@ -239,7 +221,6 @@ address_result extract_address(const token& tok, bool allow_empty, bool smtputf8
 }
 
 namespace {
-constexpr char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 int b64value(char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -301,33 +282,6 @@ std::string internalize(std::string_view address) {
         } else if (c != '"') {
             out.push_back(c);
         }
-    }
-    return out;
-}
-
-std::string base64_encode(std::string_view in) {
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                          static_cast<unsigned char>(in[i + 2]);
-        out.push_back(b64chars[(n >> 18) & 63]);
-        out.push_back(b64chars[(n >> 12) & 63]);
-        out.push_back(b64chars[(n >> 6) & 63]);
-        out.push_back(b64chars[n & 63]);
-    }
-    if (i + 1 == in.size()) {
-        std::uint32_t n = static_cast<unsigned char>(in[i]) << 16;
-        out.push_back(b64chars[(n >> 18) & 63]);
-        out.push_back(b64chars[(n >> 12) & 63]);
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        std::uint32_t n = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-        out.push_back(b64chars[(n >> 18) & 63]);
-        out.push_back(b64chars[(n >> 12) & 63]);
-        out.push_back(b64chars[(n >> 6) & 63]);
-        out.push_back('=');
     }
     return out;
 }

@@ -7,7 +7,14 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.hpp"
+
 namespace relaybait::smtp::syntax {
+
+// Shared with the other components (common/text.hpp).
+using text::base64_encode;
+using text::iequals;
+using text::lowercase;
 
 // One word of a command line as Postfix smtpd_token() splits it: whitespace separates words,
 // <...>, "..." and [...] keep their whitespace, and "FROM:"/"TO:" end a word.
@@ -44,13 +51,10 @@ sasl_base64 sasl_decode64(std::string_view text, std::string& out);
 // Postfix's internal form of an address (what its reject texts show): quotes and backslash
 // escapes removed, so <"root"@host> is root@host and <"a@b"> is a@b.
 std::string internalize(std::string_view address);
-std::string base64_encode(std::string_view bytes);
 std::optional<std::string> xtext_decode(std::string_view text);  // RFC 3461
 
 bool all_digits(std::string_view text);  // Postfix alldig(): false for ""
 bool all_ascii(std::string_view text);
-bool iequals(std::string_view a, std::string_view b);
-std::string lowercase(std::string_view text);
 
 std::string hmac_md5_hex(std::string_view key, std::string_view message);  // CRAM-MD5
 

@@ -1,5 +1,7 @@
 #include "store/database.hpp"
 
+#include "common/text.hpp"
+
 #include "events/json_safe.hpp"
 
 #include <boost/json.hpp>
@@ -180,14 +182,6 @@ constexpr std::size_t max_limit = 10'000;
 constexpr int checkpoint_frames = 4000;
 constexpr int inline_checkpoint_frames = 16 * checkpoint_frames;
 
-std::string base64_encode(std::string_view in) {
-    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    return out;
-}
-
 std::optional<std::string> base64_decode(std::string_view in) {
     if (in.size() % 4 != 0) return std::nullopt;
     std::string out(in.size() / 4 * 3 + 1, '\0');
@@ -272,7 +266,7 @@ std::string transcript_to_json(const std::vector<transcript_line>& lines) {
         } else {
             append_json_string(out, events::to_json_safe(line.text));
             out += ",\"b64\":";
-            append_json_string(out, base64_encode(line.text));
+            append_json_string(out, text::base64_encode(line.text));
         }
         out += '}';
     }
@@ -783,9 +777,7 @@ std::int64_t database::insert_message(const message_record& m) {
     for (const auto& address : m.recipients) {
         const auto at = address.rfind('@');
         const std::string local = at == std::string::npos ? address : address.substr(0, at);
-        std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
-        std::transform(domain.begin(), domain.end(), domain.begin(),
-                       [](unsigned char c) { return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c); });
+        const std::string domain = text::lowercase(at == std::string::npos ? std::string_view() : std::string_view(address).substr(at + 1));
         d.prepare("INSERT INTO recipients(message_id, position, address, local_part, domain) VALUES(?1,?2,?3,?4,?5)")
             .bind(1, id).bind(2, position++).bind(3, address).bind(4, local).bind(5, domain)
             .run();
@@ -1026,6 +1018,19 @@ bool database::mark_message_dropped(std::int64_t id) {
     impl_->require_writable();
     impl_->prepare("UPDATE messages SET dropped=1, maildir_path=NULL WHERE id=?1").bind(1, id).run();
     return sqlite3_changes(impl_->db) > 0;
+}
+
+bool database::delete_message(std::int64_t id) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->prepare("DELETE FROM messages WHERE id=?1").bind(1, id).run();  // recipients cascade
+    return sqlite3_changes(impl_->db) > 0;
+}
+
+void database::sync_each_commit(bool full) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->require_writable();
+    impl_->exec(full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 }
 
 bool database::set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind) {

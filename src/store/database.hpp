@@ -104,6 +104,10 @@ public:
     // Appends the tags not already present, atomically; the resulting tags, nullopt when no row.
     std::optional<std::vector<std::string>> add_message_tags(std::int64_t id, const std::vector<std::string>& tags);
     bool mark_message_dropped(std::int64_t id);  // dropped = 1, maildir_path empty
+    bool delete_message(std::int64_t id);         // the row and its recipients (recovery)
+    // true (the default): COMMIT fsyncs the WAL (synchronous=FULL). false: synchronous=NORMAL,
+    // for a caller that makes the WAL durable itself after COMMIT (ingest's syncfs).
+    void sync_each_commit(bool full);
     bool set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind);
 
     message_statistics message_stats(std::optional<std::string> since, std::size_t top = 10) const;

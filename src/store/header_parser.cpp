@@ -1,17 +1,14 @@
 #include "store/header_parser.hpp"
 
+#include "common/text.hpp"
+
 #include <algorithm>
 #include <string>
 
 namespace relaybait::store {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               const auto lx = static_cast<unsigned char>(x), ly = static_cast<unsigned char>(y);
-               return (lx >= 'A' && lx <= 'Z' ? lx + 32 : lx) == (ly >= 'A' && ly <= 'Z' ? ly + 32 : ly);
-           });
-}
+using text::iequals;
 
 bool is_wsp(char c) { return c == ' ' || c == '\t'; }
 

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -148,19 +149,29 @@ struct ingest::impl {
         if (wake) commit_wake.notify_one();
     }
 
-    // Database stage.
-    struct synced_batch {
+    // Durability stage.
+    struct batch_work {
         std::vector<std::shared_ptr<pending_message>> batch;
         std::vector<char> ok;
+        std::vector<commit_result> results;
         std::vector<session_record> sessions;
         std::vector<credential_record> credentials;
+        std::map<std::string, bool> new_dirs;  // folders whose new/ got a file (per_file: fsync'd)
     };
-    std::mutex db_mutex;
-    std::condition_variable db_wake;
-    std::condition_variable db_taken;
-    std::deque<synced_batch> synced;
-    bool db_stop = false;
-    std::thread db_thread;
+    std::mutex durable_mutex;
+    std::condition_variable durable_wake;
+    std::condition_variable durable_taken;
+    std::deque<batch_work> committed_batches;
+    bool durable_stop = false;
+    // Two flushers: a batch committed while a flush runs starts its own at once instead of
+    // waiting for that flush to end and then paying a whole one (the kernel merges the
+    // overlapping device flushes). Three batches at most are committed but not yet flushed.
+    static constexpr unsigned flushers = 2;
+    std::vector<std::thread> durable_threads;
+    // One syncfs after the COMMIT makes the files, their names and the WAL durable together
+    // (the database connection then skips its own WAL fsync): when the maildir and the
+    // database share a filesystem, which is the default layout.
+    bool one_flush = false;
 
     mutable std::mutex stats_mutex;
     ingest_stats counters;
@@ -198,6 +209,10 @@ struct ingest::impl {
             const auto report = recover_maildir(options.data_dir, *db);
             counters.recovered_tmp = report.tmp_files;
             counters.recovered_orphans = report.orphans;
+            counters.recovered_rows = remove_unacknowledged_rows();
+            one_flush = options.fsync && options.sync == sync_method::syncfs &&
+                        same_filesystem(options.data_dir / "relaybait.db", maildir);
+            db->sync_each_commit(!one_flush);
         } catch (...) {
             ::close(lock_fd);
             throw;
@@ -205,8 +220,9 @@ struct ingest::impl {
         ready_folders.insert("");
         for (unsigned i = 0; i < options.writer_threads; ++i)
             writers.emplace_back([this] { name_thread("rb-store-write"), writer_loop(); });
-        committer = std::thread([this] { name_thread("rb-store-sync"), committer_loop(); });
-        db_thread = std::thread([this] { name_thread("rb-store-db"), db_loop(); });
+        committer = std::thread([this] { name_thread("rb-store-db"), committer_loop(); });
+        for (unsigned i = 0; i < flushers; ++i)
+            durable_threads.emplace_back([this] { name_thread("rb-store-sync"), durable_loop(); });
     }
 
     ~impl() {
@@ -223,11 +239,11 @@ struct ingest::impl {
         commit_wake.notify_all();
         committer.join();
         {
-            std::lock_guard lock(db_mutex);
-            db_stop = true;
+            std::lock_guard lock(durable_mutex);
+            durable_stop = true;
         }
-        db_wake.notify_all();
-        db_thread.join();
+        durable_wake.notify_all();
+        for (auto& t : durable_threads) t.join();
         db.reset();
         ::close(lock_fd);
     }
@@ -446,22 +462,22 @@ struct ingest::impl {
             return;
         }
         if (!out.folder.empty()) {
-            std::string folder = out.folder.front() == '.' ? out.folder : "." + out.folder;
-            if (!valid_folder_name(folder)) {
+            // "INBOX" (any case) is the inbox, "Name" and ".Name" the folder ".Name".
+            auto folder = maildir_folder_for(out.folder);
+            const std::string kept = m.folder.empty() ? "the inbox" : m.folder;
+            if (!folder) {
                 log_warning("classifier folder \"" + out.folder + "\" (rule \"" + out.rule +
-                            "\") is not a valid Maildir++ folder; kept " + (m.folder.empty() ? "the inbox" : m.folder));
-                folder.clear();
-            } else if (!out.drop) {
+                            "\") is not a valid Maildir++ folder; kept " + kept);
+            } else if (!out.drop && !folder->empty()) {
                 try {
-                    ensure_folder(folder);
+                    ensure_folder(*folder);
                 } catch (const std::exception& e) {
-                    log_warning("cannot create folder " + folder + ": " + e.what() + "; kept " +
-                                (m.folder.empty() ? "the inbox" : m.folder));
-                    folder.clear();
+                    log_warning("cannot create folder " + *folder + ": " + e.what() + "; kept " + kept);
+                    folder.reset();
                 }
             }
-            if (!folder.empty()) m.target_folder = folder;
-            out.folder = std::move(folder);
+            if (folder) m.target_folder = *folder;
+            out.folder = folder.value_or(std::string());
         }
         auto& r = m.record;
         r.rule = out.rule;
@@ -472,23 +488,24 @@ struct ingest::impl {
     }
 
     // ---- group commit, two pipelined stages ------------------------------------------
-    // Stage 1 (committer thread): takes the ready messages, renames them into new/ and makes
-    // data and names durable (one syncfs, or the new/ fsyncs after the writers' fdatasyncs).
-    // Stage 2 (database thread): one SQLite transaction for every batch stage 1 has finished,
-    // then the callbacks. Stage 1 of batch N+1 overlaps stage 2 of batch N; a message is still
-    // acknowledged only after both. Renaming before the sync is safe: a file in new/ without
-    // its row is moved out at start-up (recover_maildir), and no row is committed before the
-    // sync that made its file and name durable returns.
+    // Stage 1 (rb-store-db): takes the ready messages, renames them into new/ and writes one
+    // SQLite transaction for the batch (with the waiting session rows and credentials).
+    // Stage 2 (rb-store-sync, two threads): ONE flush for every batch stage 1 has committed
+    // meanwhile (syncfs: file data, names and WAL together), then the callbacks. Stage 1 of
+    // batch N+1 overlaps stage 2 of batch N; a message is acknowledged only after a flush that
+    // began after its COMMIT. A crash before that flush can leave a row whose file is not
+    // complete on disk: such a message was never acknowledged, and start-up removes the row
+    // (remove_unacknowledged_rows); at most the three batches in flight can be in that state.
 
     void committer_loop() {
         for (;;) {
-            synced_batch work;
+            batch_work work;
             {
                 std::unique_lock lock(commit_mutex);
                 commit_wake.wait(lock, [&] { return committer_stop || !ready.empty() || side_records() > 0; });
                 if (committer_stop && ready.empty() && side_records() == 0) return;
                 // Session rows and credentials ride with the next batch of messages: a
-                // transaction of their own (another fdatasync) for each session was half of the
+                // transaction of their own (another flush) for each session was half of the
                 // commits under load. Alone, they wait at most side_linger.
                 if (ready.empty() && !committer_stop)
                     commit_wake.wait_until(lock, side_since + options.side_linger, [&] {
@@ -507,195 +524,260 @@ struct ingest::impl {
                     credentials.pop_front();
                 }
             }
-            sync_batch(work);
+            rename_batch(work);
+            const auto t0 = clock::now();
+            // First without a savepoint per message: a savepoint makes SQLite copy every page a
+            // message touches into its sub-journal before changing it. A message that fails
+            // (rare: a constraint on its row) rolls that whole transaction back, and the batch
+            // is then written again with one savepoint per message, failing only that message.
+            if (!write_transaction(work, false)) write_transaction(work, true);
+            const std::uint64_t db_time = micros(t0);
             {
-                // Double buffering: wait for the database stage to take the previous batch, so
-                // that messages arriving meanwhile join the next batch instead of a small one.
-                std::unique_lock lock(db_mutex);
-                db_taken.wait(lock, [&] { return synced.empty(); });
-                synced.push_back(std::move(work));
+                std::lock_guard lock(stats_mutex);
+                counters.db_us += db_time;
             }
-            db_wake.notify_one();
+            {
+                // Wait for a flusher to take the previous batch, so that messages arriving
+                // meanwhile join the next batch (and at most 1 + flushers batches are ever
+                // committed but not yet flushed).
+                std::unique_lock lock(durable_mutex);
+                durable_taken.wait(lock, [&] { return committed_batches.empty(); });
+                committed_batches.push_back(std::move(work));
+            }
+            durable_wake.notify_one();
         }
     }
 
-    void sync_batch(synced_batch& work) {
+    // Into the new/ of the folder the classifier chose (tmp/ may be another folder's: one
+    // filesystem, so the rename is atomic). Dropped messages have no file: their row only.
+    void rename_batch(batch_work& work) {
         auto& batch = work.batch;
-        auto& ok = work.ok;
-        ok.resize(batch.size());
-        for (std::size_t i = 0; i < batch.size(); ++i) ok[i] = batch[i]->error.empty();
-        if (batch.empty()) return;
-
-        auto t0 = clock::now();
-        // Renames into new/.
-        std::map<std::string, std::vector<std::size_t>> by_folder;
+        work.ok.resize(batch.size());
+        work.results.resize(batch.size());
+        const auto t0 = clock::now();
         for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!ok[i] || batch[i]->dropped) continue;  // a dropped message has no file: its row only
             auto& m = *batch[i];
+            work.ok[i] = m.error.empty();
+            if (!work.ok[i] || m.dropped) continue;
             const std::string final_name = m.name + ",S=" + std::to_string(m.file_size);
-            // Into the new/ of the folder the classifier chose (tmp/ may be another folder's:
-            // one filesystem, so the rename is atomic); by_folder has its new/ fsync'd below.
             const std::string& folder = m.target_folder;
-            const fs::path dir = folder.empty() ? maildir : maildir / folder;
-            fs::path target = dir / "new" / final_name;
+            fs::path target = (folder.empty() ? maildir : maildir / folder) / "new" / final_name;
             if (::rename(m.file_path.c_str(), target.c_str()) != 0) {
                 fail(m, errno_text("rename", m.file_path));
-                ok[i] = false;
+                work.ok[i] = false;
                 continue;
             }
             m.file_path = std::move(target);
             m.record.maildir_path = "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + final_name;
-            by_folder[folder].push_back(i);
+            work.new_dirs[folder] = true;
         }
-        const std::uint64_t rename_time = micros(t0);
-        t0 = clock::now();
-        std::uint64_t dir_time = 0;
-        if (options.fsync && options.sync == sync_method::syncfs) {
-            // One syncfs makes every file's data and every rename durable.
+        std::lock_guard lock(stats_mutex);
+        counters.rename_us += micros(t0);
+    }
+
+    void durable_loop() {
+        for (;;) {
+            std::deque<batch_work> work;
+            {
+                std::unique_lock lock(durable_mutex);
+                durable_wake.wait(lock, [&] { return durable_stop || !committed_batches.empty(); });
+                if (committed_batches.empty()) return;
+                work.swap(committed_batches);
+            }
+            durable_taken.notify_all();
+            const std::string error = make_durable(work);
+            for (auto& w : work) acknowledge(w, error);
+        }
+    }
+
+    // Returns "" or what failed. syncfs: one flush for the files, their names and the WAL.
+    // per_file: the writers fdatasync'd the files and COMMIT fsync'd the WAL; the names need
+    // their new/ directories fsync'd.
+    std::string make_durable(std::deque<batch_work>& work) {
+        if (!options.fsync) return {};
+        const auto t0 = clock::now();
+        std::string error;
+        if (options.sync == sync_method::syncfs) {
             const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            const bool done_ok = fd >= 0 && ::syncfs(fd) == 0;
-            const std::string error = done_ok ? std::string() : errno_text("syncfs", maildir);
+            if (fd < 0 || ::syncfs(fd) != 0) error = errno_text("syncfs", maildir);
             if (fd >= 0) ::close(fd);
-            if (!done_ok)
-                for (std::size_t i = 0; i < batch.size(); ++i)
-                    if (ok[i]) fail(*batch[i], error), ok[i] = false;
             file_sync_us += micros(t0);
-        } else if (options.fsync) {
-            // The writers fdatasync'd each file; the names need their new/ fsync'd.
-            for (const auto& [folder, members] : by_folder) {
+        } else {
+            std::map<std::string, bool> dirs;
+            for (const auto& w : work) dirs.insert(w.new_dirs.begin(), w.new_dirs.end());
+            for (const auto& [folder, unused] : dirs) {
                 try {
                     fsync_directory((folder.empty() ? maildir : maildir / folder) / "new");
                 } catch (const std::exception& e) {
-                    for (auto i : members) fail(*batch[i], e.what()), ok[i] = false;
+                    error = e.what();
                 }
             }
-            dir_time = micros(t0);
+            std::lock_guard lock(stats_mutex);
+            counters.dir_sync_us += micros(t0);
         }
-        std::lock_guard lock(stats_mutex);
-        counters.rename_us += rename_time;
-        counters.dir_sync_us += dir_time;
+        if (!error.empty()) log_warning(error + ": the batch is answered with a temporary failure");
+        return error;
     }
 
-    void db_loop() {
-        for (;;) {
-            std::deque<synced_batch> work;
-            {
-                std::unique_lock lock(db_mutex);
-                db_wake.wait(lock, [&] { return db_stop || !synced.empty(); });
-                if (synced.empty()) return;
-                work.swap(synced);
-            }
-            db_taken.notify_all();
-            commit_batches(work);
-        }
-    }
-
-    // One transaction for every batch stage 1 has finished meanwhile.
-    void commit_batches(std::deque<synced_batch>& work) {
-        std::vector<pending_message*> messages;
-        std::vector<commit_result> results;
-        std::vector<char> ok;
-        for (auto& w : work)
-            for (std::size_t i = 0; i < w.batch.size(); ++i) {
-                messages.push_back(w.batch[i].get());
-                ok.push_back(w.ok[i]);
-            }
-        results.resize(messages.size());
-
-        const auto t0 = clock::now();
-        // First without a savepoint per message: a savepoint makes SQLite copy every page a
-        // message touches into its sub-journal before changing it. A message that fails (rare:
-        // a constraint on its row) rolls that whole transaction back, and the batch is then
-        // written again with one savepoint per message, so that it fails only that message.
-        if (!write_transaction(work, messages, results, ok, false)) write_transaction(work, messages, results, ok, true);
-
-        const std::uint64_t db_time = micros(t0);
+    // The callbacks of one committed batch, after the flush. When the flush failed, the
+    // messages are answered as failed but their rows and files stay (complete, only their
+    // durability is unknown): the client retries, at worst a duplicate is kept.
+    void acknowledge(batch_work& w, const std::string& flush_error) {
         std::uint64_t good = 0;
-        for (std::size_t i = 0; i < messages.size(); ++i) {
-            auto& m = *messages[i];
-            results[i].sha256 = m.record.sha256;
-            results[i].size = m.record.size;
-            results[i].classification = std::move(m.decided);
-            if (ok[i]) {
-                m.owns_file = false;  // durable and counted: the file now belongs to the Maildir
-                results[i].ok = true;
-                results[i].maildir_path = m.record.maildir_path;
+        for (std::size_t i = 0; i < w.batch.size(); ++i) {
+            auto& m = *w.batch[i];
+            auto& result = w.results[i];
+            result.sha256 = m.record.sha256;
+            result.size = m.record.size;
+            result.classification = std::move(m.decided);
+            if (w.ok[i]) m.owns_file = false;  // committed: the file belongs to the Maildir now
+            if (w.ok[i] && flush_error.empty()) {
+                result.ok = true;
+                result.maildir_path = m.record.maildir_path;
                 ++good;
             } else {
-                results[i].error = m.error.empty() ? "commit failed" : m.error;
+                result.ok = false;
+                result.error = !w.ok[i] ? (m.error.empty() ? "commit failed" : m.error) : flush_error;
             }
         }
         committed += good;
         {
             std::lock_guard lock(stats_mutex);
             counters.committed += good;
-            counters.failed += messages.size() - good;
-            counters.db_us += db_time;
-            if (!messages.empty()) {  // one group commit = one transaction
+            counters.failed += w.batch.size() - good;
+            if (!w.batch.empty()) {  // one group commit = one transaction
                 ++counters.batches;
-                counters.largest_batch = std::max<std::uint64_t>(counters.largest_batch, messages.size());
+                counters.largest_batch = std::max<std::uint64_t>(counters.largest_batch, w.batch.size());
             }
         }
-        for (std::size_t i = 0; i < messages.size(); ++i) {
-            auto done = std::move(messages[i]->done);
-            if (done) done(std::move(results[i]));
+        for (std::size_t i = 0; i < w.batch.size(); ++i) {
+            auto done = std::move(w.batch[i]->done);
+            if (done) done(std::move(w.results[i]));
         }
     }
 
-    // One transaction for the batches: sessions, messages, credentials. Without savepoints it
+    // One transaction for the batch: sessions, messages, credentials. Without savepoints it
     // stops at the first message that fails and returns false with nothing written (the caller
     // retries with savepoints); with them, a failing message is failed alone (ok[i] = false).
-    bool write_transaction(std::deque<synced_batch>& work, const std::vector<pending_message*>& messages,
-                           std::vector<commit_result>& results, std::vector<char>& ok, bool savepoints) {
+    bool write_transaction(batch_work& work, bool savepoints) {
+        auto& ok = work.ok;
         try {
             db->begin();
-            for (auto& w : work)
-                for (auto& s : w.sessions) {
-                    try {
-                        db->upsert_session(s);
-                    } catch (const std::exception&) {
-                        // A bad session row must not cost the batch its messages.
-                    }
+            for (auto& s : work.sessions) {
+                try {
+                    db->upsert_session(s);
+                } catch (const std::exception&) {
+                    // A bad session row must not cost the batch its messages.
                 }
-            for (std::size_t i = 0; i < messages.size(); ++i) {
+            }
+            for (std::size_t i = 0; i < work.batch.size(); ++i) {
                 if (!ok[i]) continue;
+                auto& m = *work.batch[i];
                 if (!savepoints) {
                     try {
-                        results[i].message_id = db->insert_message(messages[i]->record);
+                        work.results[i].message_id = db->insert_message(m.record);
                     } catch (const std::exception&) {
                         db->rollback();
                         return false;
                     }
                     continue;
                 }
-                results[i].message_id = 0;  // not an id the rolled-back first attempt gave
+                work.results[i].message_id = 0;  // not an id the rolled-back first attempt gave
                 try {
                     savepoint(true);
-                    results[i].message_id = db->insert_message(messages[i]->record);
+                    work.results[i].message_id = db->insert_message(m.record);
                     savepoint(false);
                 } catch (const std::exception& e) {
                     rollback_savepoint();
-                    fail(*messages[i], e.what());
+                    fail(m, e.what());
                     ok[i] = false;
                 }
             }
-            for (auto& w : work)
-                for (auto& c : w.credentials) {
-                    try {
-                        db->insert_credential(c);
-                    } catch (const std::exception&) {
-                    }
+            for (auto& c : work.credentials) {
+                try {
+                    db->insert_credential(c);
+                } catch (const std::exception&) {
                 }
+            }
             db->commit();
         } catch (const std::exception& e) {
             try {
                 db->rollback();
             } catch (const std::exception&) {
             }
-            for (std::size_t i = 0; i < messages.size(); ++i)
-                if (ok[i]) fail(*messages[i], e.what()), ok[i] = false;
+            for (std::size_t i = 0; i < work.batch.size(); ++i)
+                if (ok[i]) fail(*work.batch[i], e.what()), ok[i] = false;
         }
         return true;
+    }
+
+    // ---- start-up: rows of messages that were never acknowledged ------------------------
+    // A crash between a batch's COMMIT and its flush can leave rows whose files did not
+    // reach the disk whole (missing, short, or not the bytes hashed). Only the newest rows can
+    // be in that state (1 + flushers batches at most); each is checked against its file: size from the
+    // name's S=, SHA-256 of the bytes after the trace headers. A row that does not match is
+    // removed and its file moved to DATA/maildir-recovered/: never acknowledged, not counted.
+    std::uint64_t remove_unacknowledged_rows() {
+        std::uint64_t removed = 0;
+        for (const auto& row : db->list_messages({.limit = (1 + flushers) * options.max_batch + 1})) {
+            if (row.maildir_path.empty()) continue;  // dropped: no file
+            const fs::path file = options.data_dir / row.maildir_path;
+            if (stored_whole(file, row)) continue;
+            log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") has no whole file at " +
+                        file.string() + " (a crash before its flush; never acknowledged): removed");
+            std::error_code ec;
+            if (fs::exists(file, ec)) {
+                const fs::path recovered = options.data_dir / "maildir-recovered";
+                fs::create_directories(recovered, ec);
+                fs::rename(file, recovered / file.filename(), ec);
+            }
+            db->delete_message(row.id);
+            ++removed;
+        }
+        return removed;
+    }
+
+    static bool stored_whole(const fs::path& file, const message_record& row) {
+        const std::string name = file.filename().string();
+        const auto s_at = name.rfind(",S=");
+        if (s_at == std::string::npos) return false;
+        std::uint64_t named_size = 0;
+        try {
+            named_size = std::stoull(name.substr(s_at + 3));
+        } catch (const std::exception&) {
+            return false;
+        }
+        std::error_code ec;
+        const auto actual = fs::file_size(file, ec);
+        if (ec || actual != named_size || named_size < row.size) return false;
+        const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return false;
+        EVP_MD_CTX* sha = EVP_MD_CTX_new();
+        bool ok = sha && EVP_DigestInit_ex(sha, EVP_sha256(), nullptr) == 1;
+        std::vector<char> buffer(64 * 1024);
+        off_t at = static_cast<off_t>(named_size - row.size);  // the message after the trace headers
+        while (ok) {
+            const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), at);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                ok = n == 0 && static_cast<std::uint64_t>(at) == named_size;
+                break;
+            }
+            EVP_DigestUpdate(sha, buffer.data(), static_cast<std::size_t>(n));
+            at += n;
+        }
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        if (ok) ok = EVP_DigestFinal_ex(sha, digest, &len) == 1 && hex(digest, len) == row.sha256;
+        EVP_MD_CTX_free(sha);
+        ::close(fd);
+        return ok;
+    }
+
+    static bool same_filesystem(const fs::path& a, const fs::path& b) {
+        struct stat sa {}, sb {};
+        const fs::path dir_a = a.has_parent_path() ? a.parent_path() : fs::path(".");
+        return ::stat(dir_a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev;
     }
 
     void savepoint(bool open) { open ? db->savepoint() : db->release_savepoint(); }

@@ -20,29 +20,35 @@
 //     tmp file here (never synced); else fdatasync(file) (sync::per_file).
 //  3. group commit in two overlapping stages, per batch (up to max_batch ready commits):
 //     a) rename tmp/<name> -> new/<name>,S=<size> (new/ of the classifier's folder, which may
-//        differ from the tmp/'s: same filesystem), then ONE flush for the whole batch (syncfs
-//        by default, or fdatasync per file + fsync of each destination new/ with sync::per_file);
-//        dropped messages have no file and skip this stage;
-//     b) ONE SQLite transaction (synchronous=FULL) with the pending session rows, the
-//        credential rows and every message row (+ recipients); COMMIT; then each done(ok=true).
-//        If a message row fails, the transaction is rolled back and written again with one
-//        SAVEPOINT per message, so one bad row fails only its message (savepoints are not paid
-//        on the common path: SQLite copies every touched page into a sub-journal for them).
-//     Stage a) of batch N+1 runs while stage b) of batch N commits; a 250 waits for both.
-//     WAL checkpoints run on a background connection, not on the commit path.
-//     A failure of a message removes its file (tmp/ or new/) and calls done(ok=false, error).
+//        differ from the tmp/'s: same filesystem; dropped messages have no file), then ONE
+//        SQLite transaction with the waiting session rows, the credential rows and every
+//        message row (+ recipients). If a message row fails, the transaction is rolled back
+//        and written again with one SAVEPOINT per message, so one bad row fails only its
+//        message (savepoints are not paid on the common path: SQLite copies every touched
+//        page into a sub-journal for them).
+//     b) ONE flush for every batch committed meanwhile, then each done(ok=true): by default
+//        syncfs, which makes the file data, the names in new/ and the WAL durable together
+//        (the connection runs synchronous=NORMAL: its COMMIT does not fsync; when the
+//        database is on another filesystem than the maildir it stays synchronous=FULL);
+//        with sync::per_file, the writers fdatasync'd each file, COMMIT fsync'd the WAL, and
+//        each destination new/ is fsync'd here.
+//     Stage a) of batch N+1 runs while stage b) flushes batch N; a 250 waits for both.
+//     Session rows and credentials wait up to side_linger for messages to ride with.
+//     WAL checkpoints run on a background connection (synchronous=FULL), not on the commit path.
+//     A failure of a message before its COMMIT removes its file and calls done(ok=false);
+//     a failed flush answers the batch ok=false but leaves its (complete) rows and files.
 //
 // Crash safety (kill -9 or power loss at any point): a message is acknowledged (done ok ->
-// 250) only after both its file in new/ and its row are durable. At start-up
-// (recover_maildir, before any new message), every file left in a tmp/ and every file in a
-// new/ whose path has no messages row is moved to DATA/maildir-recovered/ and never counted.
-// The second case is exactly a crash between step 3's renames and its COMMIT: those
-// messages were never acknowledged (the client saw no 250 and retries), so pulling them out
-// keeps "counted" == "acknowledged". Because batches are committed one at a time, at most
-// one batch (max_batch files) can be in that state; the scan itself reads new/ of every
-// folder once (cur/ belongs to Dovecot and is never touched). A DB row always has its file,
-// since the rename and the directory fsync precede the COMMIT; except a dropped row, which has
-// no path (NULL in the database) and needs no file (a tmp/ leftover of it is moved out as above).
+// 250) only after the flush that followed the COMMIT of its row, so both its file in new/
+// and its row are durable. At start-up, before any new message:
+//  - recover_maildir moves every file left in a tmp/ and every file in a new/ whose path has
+//    no messages row to DATA/maildir-recovered/ (a crash between the renames and the COMMIT);
+//  - the newest rows (at most three batches can be committed but not flushed) are checked
+//    against their files (size in the name's S=, SHA-256 of the message bytes): a row whose
+//    file did not reach the disk whole is removed, its file moved out (a crash between the
+//    COMMIT and the flush: never acknowledged, the client saw no 250 and retries).
+// So "counted" == "acknowledged or complete"; cur/ belongs to Dovecot and is never touched.
+// A dropped row has no path (NULL in the database) and needs no file.
 // One process per data directory: DATA/relaybait.lock is flock'd (a second ingest throws).
 #include <chrono>
 #include <cstdint>
@@ -79,6 +85,7 @@ struct ingest_stats {
     std::uint64_t largest_batch = 0;
     std::uint64_t recovered_tmp = 0;      // found in tmp/ at start, moved to maildir-recovered/
     std::uint64_t recovered_orphans = 0;  // found in new/ without a row at start, moved likewise
+    std::uint64_t recovered_rows = 0;     // rows without their whole file at start: removed
     // Where the time goes (microseconds, summed): file syncs (per-file fdatasync on the
     // writers, or syncfs on the committer), renames, new/ directory fsyncs, SQLite transactions.
     std::uint64_t file_sync_us = 0, rename_us = 0, dir_sync_us = 0, db_us = 0;

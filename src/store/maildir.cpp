@@ -24,24 +24,6 @@ bool make_dir(const fs::path& p) {  // true when created now
 }
 }  // namespace
 
-bool valid_folder_name(std::string_view folder) {
-    if (folder.empty()) return true;
-    if (folder.size() > 200 || folder.front() != '.') return false;
-    bool component_empty = true;
-    for (std::size_t i = 1; i < folder.size(); ++i) {
-        const char c = folder[i];
-        if (c == '.') {
-            if (component_empty) return false;
-            component_empty = true;
-        } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-') {
-            component_empty = false;
-        } else {
-            return false;
-        }
-    }
-    return !component_empty;
-}
-
 std::string maildir_host(std::string_view host) {
     if (host.empty()) return "localhost";
     std::string out;

@@ -6,16 +6,54 @@
 // with ",S=<file size>" (Maildir++ quota / Dovecot's physical size) appended.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "common/text.hpp"
 
 namespace relaybait::store {
 
 class database;
 
+// The two folder-name functions are inline (string logic only) so that the rules parser can
+// check a rule's folder with them: relaybait_rules does not link relaybait_store.
+
 // "" (the inbox) or "." followed by one or more components of [A-Za-z0-9_-] joined by '.';
 // at most 200 bytes. Anything else is refused (it would escape or confuse the Maildir).
-bool valid_folder_name(std::string_view folder);
+inline bool valid_folder_name(std::string_view folder) {
+    if (folder.empty()) return true;
+    if (folder.size() > 200 || folder.front() != '.') return false;
+    bool component_empty = true;
+    for (const char c : folder.substr(1)) {
+        if (c == '.') {
+            if (component_empty) return false;
+            component_empty = true;
+        } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-') {
+            component_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !component_empty;
+}
+
+// The stored folder (valid_folder_name form) that a folder name written by a person means: a
+// rule's `folder`, `--folder`, `relaybait rules apply`. The leading '.' is optional, and INBOX
+// is the inbox as in IMAP (Dovecot):
+//   ""  "INBOX"  "inbox"  ".INBOX" (any case)  -> ""         the inbox (the Maildir root)
+//   "Probes"  ".Probes"                        -> ".Probes"
+//   "Spam.Bulk"  ".Spam.Bulk"                  -> ".Spam.Bulk" (Bulk inside Spam)
+// nullopt for anything else: ".", "..", "a..b", "a.", "../etc", "a/b", "a b", non-ASCII,
+// over 200 bytes.
+inline std::optional<std::string> maildir_folder_for(std::string_view name) {
+    if (name.empty()) return std::string();
+    const std::string_view bare = name.front() == '.' ? name.substr(1) : name;
+    if (text::iequals(bare, "INBOX")) return std::string();
+    std::string folder = "." + std::string(bare);
+    if (!valid_folder_name(folder)) return std::nullopt;
+    return folder;
+}
 
 // The host part of a unique name: '/' -> "\057", ':' -> "\072", ',' -> "\054" (qmail, Dovecot);
 // empty -> "localhost".

@@ -32,12 +32,6 @@ bool is_file(const fs::path& p) {
     return fs::is_regular_file(p, ec);
 }
 
-std::string normalise_folder(std::string folder) {
-    if (!folder.empty() && folder.front() != '.') folder.insert(0, ".");
-    if (!valid_folder_name(folder)) throw std::runtime_error("invalid Maildir++ folder name: \"" + folder + "\"");
-    return folder;
-}
-
 message_record require_message(const database& db, std::int64_t id) {
     auto m = db.find_message(id);
     if (!m) throw std::runtime_error("no message with id " + std::to_string(id));
@@ -74,8 +68,10 @@ std::optional<fs::path> locate_message_file(const fs::path& data_dir, const mess
     return std::nullopt;
 }
 
-void move_message(database& db, const fs::path& data_dir, std::int64_t message_id, std::string folder) {
-    folder = normalise_folder(std::move(folder));
+void move_message(database& db, const fs::path& data_dir, std::int64_t message_id, std::string_view folder_name) {
+    const auto stored_folder = maildir_folder_for(folder_name);
+    if (!stored_folder) throw std::runtime_error("invalid Maildir++ folder name: \"" + std::string(folder_name) + "\"");
+    const std::string& folder = *stored_folder;
     const auto message = require_message(db, message_id);
     if (message.dropped) throw std::runtime_error("message " + std::to_string(message_id) + " was dropped: no file to move");
     const auto source = locate_message_file(data_dir, message);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/database.hpp"
@@ -19,10 +20,12 @@ namespace relaybait::store {
 std::optional<std::filesystem::path> locate_message_file(const std::filesystem::path& data_dir,
                                                          const message_record& message);
 
-// Moves the message's file into `folder` ("" inbox, "Probes" or ".Probes"; created if missing),
-// same subdirectory (new/ or cur/), and updates folder + maildir_path. Throws std::runtime_error
+// Moves the message's file into the folder `folder_name` means (maildir_folder_for in
+// store/maildir.hpp: "" or INBOX the inbox, "Probes" or ".Probes"; created if missing), same
+// subdirectory (new/ or cur/), and updates folder + maildir_path. Throws std::runtime_error
 // when the folder name is invalid or the file is missing.
-void move_message(database& db, const std::filesystem::path& data_dir, std::int64_t message_id, std::string folder);
+void move_message(database& db, const std::filesystem::path& data_dir, std::int64_t message_id,
+                  std::string_view folder_name);
 
 // Adds tags not already present (order kept).
 void add_message_tags(database& db, std::int64_t message_id, const std::vector<std::string>& tags);

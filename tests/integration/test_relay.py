@@ -89,7 +89,9 @@ def test_probe_is_relayed_byte_identical(relay_env):
     assert row["rule"] == "probe-ip-in-subject" and row["kind"] == "probe", row
     assert "probe" in json.loads(row["tags"]), row
     assert server.message_file(row).parent.parent.name == ".Probes"
-    ev = [e for e in rule_events(server, row) if e.get("hook") == "data"]
+    # events.jsonl is written by a background thread (a few ms behind): wait for the event.
+    ev = wait_for(lambda: [e for e in rule_events(server, row) if e.get("hook") == "data"], 10,
+                  what="the data-hook rule.match event")
     assert ev and ev[0]["rule"] == "probe-ip-in-subject" and ev[0]["kind"] == "probe", rule_events(server)
 
     queued = wait_relay_event(server, row, "relay.queued")

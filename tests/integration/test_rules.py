@@ -189,9 +189,12 @@ def test_ehlo_mail_rcpt_rules(make_server, tmp_path):
         assert code == 250, (code, resp)
     row = wait_for(lambda: server.message_by_queue_id(queue_id_from(resp)), 10, what="the message")
     assert server.recipients_of(row) == ["ok@fine.test", "ok2@fine.test"]
-    hooks = {e["rule"]: e["hook"] for e in server.events() if e.get("eventid") == "rule.match"}
-    assert hooks.get("bad-helo") == "ehlo" and hooks.get("slow-sender") == "mail" and \
-        hooks.get("greylist-domain") == "rcpt" and hooks.get("blocked-login") == "auth", hooks
+    expected = {"bad-helo": "ehlo", "blocked-login": "auth", "slow-sender": "mail", "greylist-domain": "rcpt"}
+
+    def hooks():  # events.jsonl is written by a background thread: wait for it like the other tests
+        found = {e["rule"]: e["hook"] for e in server.events() if e.get("eventid") == "rule.match"}
+        return found if all(found.get(rule) == hook for rule, hook in expected.items()) else None
+    wait_for(hooks, 10, what=f"rule.match events {expected}")
 
 
 def test_data_rule_folder_tags_and_reply(make_server, tmp_path):
@@ -407,6 +410,10 @@ def test_rules_check(make_server, tmp_path):
     assert "subject-at-connect" in out + err, f"no warning printed\n{out}\n{err}"
     rc, out, err = cli(server, "rules", "check", str(tmp_path / "missing.toml"))
     assert rc != 0, out
+    spaced = tmp_path / "spaced.toml"  # a folder the store would refuse does not load
+    spaced.write_text(RULE_ALPHA.replace('folder = "Alpha"', 'folder = "Alpha Beta"'))
+    rc, out, err = cli(server, "rules", "check", str(spaced))
+    assert rc == 2 and "actions.folder" in err, f"rules check of a bad folder exited {rc}\n{out}\n{err}"
 
 
 def test_rules_test_and_apply_on_stored_messages(make_server, tmp_path):
@@ -444,3 +451,11 @@ def test_rules_test_and_apply_on_stored_messages(make_server, tmp_path):
     assert rc == 0 and "3 of 5" in out, out  # still matching, now in .Omega
     rc, out, err = cli(server, "rules", "apply", "omega", "--yes")
     assert rc == 0 and re.search(r"\b0 moved\b", out), out
+    # folder = "Inbox" is the inbox (INBOX in any case, as in IMAP), not a folder ".Inbox".
+    rules_file.write_text(RULE_ALPHA + "\n" + RULE_ALPHA.replace("alpha", "omega").replace("Alpha", "Inbox"))
+    rc, out, err = cli(server, "rules", "apply", "omega", "--yes")
+    assert rc == 0 and re.search(r"\b3 moved to the inbox\b", out), f"{out}\n{err}"
+    for r in omega:
+        now = server.message_by_queue_id(r["queue_id"])
+        assert now["folder"] == "" and (server.data_dir / now["maildir_path"]).is_file(), now
+    assert not (server.data_dir / "maildir" / ".Inbox").exists()

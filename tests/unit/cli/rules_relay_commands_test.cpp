@@ -240,6 +240,8 @@ TEST_F(rules_relay_commands, test_since_folder_and_limit) {
     EXPECT_EQ(document.at("examined").to_number<std::uint64_t>(), 0u);
     document = json_of({"rules", "test", "--json", "--folder", "inbox", "--limit", "2"});
     EXPECT_EQ(document.at("examined").to_number<std::uint64_t>(), 2u);
+    document = json_of({"rules", "test", "--json", "--folder", "INBOX"});  // store::maildir_folder_for
+    EXPECT_EQ(document.at("examined").to_number<std::uint64_t>(), 4u);
 
     EXPECT_EQ(run(with_config({"rules", "test", "--since", "yesterday"})).code, 2);
     EXPECT_EQ(run(with_config({"rules", "test", "--folder", "../x"})).code, 2);

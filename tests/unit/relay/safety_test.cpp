@@ -62,6 +62,14 @@ TEST(RelaySafety, DailyCapIsExactAndPersistsAcrossReopen) {
     EXPECT_TRUE(again.check_and_reserve(probe(), tomorrow).allowed);
     EXPECT_EQ(again.db().list_queue().size(), 21u);
     EXPECT_EQ(again.db().list_decisions().size(), 23u);
+    // The queue rows of each day (what the daily .Logs message lists), oldest first.
+    const auto today_rows = again.db().queue_of_day(utc_day(std::chrono::system_clock::now()));
+    ASSERT_EQ(today_rows.size(), 20u);
+    EXPECT_LT(today_rows.front().id, today_rows.back().id);
+    const auto tomorrow_rows = again.db().queue_of_day(utc_day(tomorrow));
+    ASSERT_EQ(tomorrow_rows.size(), 1u);
+    EXPECT_EQ(tomorrow_rows[0].id, again.db().list_queue().front().id);
+    EXPECT_TRUE(again.db().queue_of_day("2000-01-01").empty());
 }
 
 TEST(RelaySafety, DailyCountsEveryRecipientAndIsAllOrNothing) {

@@ -32,9 +32,8 @@ struct policy_driver {
     scripted_policy policy;
     std::unique_ptr<driver> d;
     explicit policy_driver(listener_kind kind = listener_kind::smtp) {
-        engine_config config;
-        config.policy = &policy;
-        d = std::make_unique<driver>(kind, config);
+        d = std::make_unique<driver>(kind);
+        d->eng->set_policy(&policy);
         d->eng->greeting();
     }
 };
@@ -126,13 +125,16 @@ TEST(StagePolicy, DataEndDisconnectAnswersThenCloses) {
     EXPECT_TRUE(p.d->closed);
 }
 
-TEST(StagePolicy, PerEngineOverrideReplacesTheConfiguredPolicy) {
+TEST(StagePolicy, SetPolicyReplacesThePreviousOneAndNullptrRemovesIt) {
     policy_driver p;
     scripted_policy other;
     other.rules.push_back({stage::mail, "a@example.org", refuse("451 4.7.1 Try again later")});
     p.d->eng->set_policy(&other);
     EXPECT_EQ(p.d->send("MAIL FROM:<a@example.org>\r\n"), "451 4.7.1 Try again later\r\n");
     EXPECT_TRUE(p.policy.asked.empty());
+    EXPECT_EQ(other.asked.size(), 1u);
+    p.d->eng->set_policy(nullptr);  // no policy: every stage proceeds
+    EXPECT_EQ(p.d->send("MAIL FROM:<a@example.org>\r\n"), "250 2.1.0 Ok\r\n");
     EXPECT_EQ(other.asked.size(), 1u);
 }
 

@@ -100,6 +100,21 @@ TEST(Base64, RoundTripAndStrictness) {
         EXPECT_EQ(*base64_decode(base64_encode(s)), s);
 }
 
+// common/text.hpp, shared by every component (syntax:: re-exports three of them).
+TEST(SharedText, CaseFoldingJoinAndBase64) {
+    EXPECT_TRUE(iequals("MAIL FROM:", "mail from:"));
+    EXPECT_FALSE(iequals("abc", "abcd"));
+    EXPECT_FALSE(iequals("\xc9", "\xe9"));  // ASCII only, whatever the locale
+    EXPECT_EQ(lowercase("EHLO Mx1.Example.NET \xc9"), "ehlo mx1.example.net \xc9");
+    EXPECT_TRUE(text::istarts_with("Charset=utf-8", "charset"));
+    EXPECT_FALSE(text::istarts_with("char", "charset"));
+    EXPECT_EQ(text::join({}, ", "), "");
+    EXPECT_EQ(text::join({"a"}, ", "), "a");
+    EXPECT_EQ(text::join({"a", "b", "c"}, ", "), "a, b, c");
+    EXPECT_EQ(text::join({"", "b"}, ","), ",b");
+    EXPECT_EQ(base64_encode(std::string("\0\xff\x10\x80", 4)), "AP8QgA==");
+}
+
 TEST(Xtext, Decode) {
     EXPECT_EQ(*xtext_decode("abc+2Bdef"), "abc+def");
     EXPECT_FALSE(xtext_decode("abc+2"));

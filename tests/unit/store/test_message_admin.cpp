@@ -101,11 +101,12 @@ TEST(MessageAdmin, MovesFromNewAndFromCurKeepingNameAndFlags) {
     EXPECT_EQ(row.maildir_path, "maildir/.Spam.Bulk/cur/" + cur_name);
     EXPECT_TRUE(fs::is_regular_file(dir.path / row.maildir_path));
     EXPECT_EQ(locate_message_file(dir.path, row), dir.path / row.maildir_path);
-    move_message(db, dir.path, ids[1], "");
+    move_message(db, dir.path, ids[1], "INBOX");  // the inbox, as in IMAP (not a folder ".INBOX")
     row = *db.find_message(ids[1]);
     EXPECT_EQ(row.folder, "");
     EXPECT_EQ(row.maildir_path, "maildir/cur/" + cur_name);
     EXPECT_TRUE(fs::is_regular_file(dir.path / row.maildir_path));
+    EXPECT_FALSE(fs::exists(dir.path / "maildir/.INBOX"));
     // Same folder again: nothing moves, nothing breaks.
     move_message(db, dir.path, ids[1], "");
     EXPECT_TRUE(fs::is_regular_file(dir.path / db.find_message(ids[1])->maildir_path));
