@@ -39,7 +39,6 @@ packages=(
   libmaxminddb-dev
   libpq-dev
   libsodium-dev
-  libcurl4-openssl-dev
   libedit-dev
   # integration test tools
   python3 python3-pytest python3-aiosmtpd

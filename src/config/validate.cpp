@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "common/text.hpp"
 #include "config/detail.hpp"
 
 namespace relaybait::config::detail {
@@ -43,16 +44,6 @@ std::optional<std::uint32_t> port_number(std::string_view text) {
 bool printable_ascii(std::string_view text) {
     for (unsigned char c : text)
         if (c < 0x21 || c > 0x7e) return false;
-    return true;
-}
-
-bool starts_with_lowercase(std::string_view text, std::string_view prefix) {
-    if (text.size() < prefix.size()) return false;
-    for (std::size_t i = 0; i < prefix.size(); ++i) {
-        char c = text[i];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        if (c != prefix[i]) return false;
-    }
     return true;
 }
 
@@ -143,9 +134,9 @@ std::string check_ipv6_address(std::string_view address) {
 std::string check_url(std::string_view url) {
     const std::string problem = toml_quote(url) + " is not an http:// or https:// URL with a host";
     std::string_view rest;
-    if (starts_with_lowercase(url, "http://"))
+    if (text::istarts_with(url, "http://"))
         rest = url.substr(7);
-    else if (starts_with_lowercase(url, "https://"))
+    else if (text::istarts_with(url, "https://"))
         rest = url.substr(8);
     else
         return problem;

@@ -1,5 +1,6 @@
 #include "net/app_context.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -14,8 +15,11 @@ std::uint64_t system_environment::random() { return generator_(); }
 std::string app_context::new_session_id() {
     // Milliseconds first, then 20 random bits: ids of one moment sort together, so the session
     // key's B-trees grow at their right edge instead of touching a random page per session.
+    // Strictly increasing within the process: 20 random bits alone would collide (birthday)
+    // a few times an hour at thousands of sessions a second.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(environment.now().time_since_epoch()).count();
-    const std::uint64_t id = (static_cast<std::uint64_t>(ms) << 20) | (environment.random() & 0xFFFFF);
+    const std::uint64_t id = std::max(last_session_id + 1, (static_cast<std::uint64_t>(ms) << 20) | (environment.random() & 0xFFFFF));
+    last_session_id = id;
     char text[17];
     std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(id));
     return text;

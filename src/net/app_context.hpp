@@ -43,8 +43,10 @@ struct app_context {
     relay::relay_service* relay = nullptr;  // the kill switch is relay.enabled, checked by the relay's caps
     bool stopping = false;
 
-    // 16 hex digits: the start in milliseconds (44 bits) and 20 random bits.
+    // 16 hex digits: the start in milliseconds (44 bits) and 20 random bits, strictly
+    // increasing (unique) within the process. io thread only.
     std::string new_session_id();
+    std::uint64_t last_session_id = 0;
 };
 
 }  // namespace relaybait::net

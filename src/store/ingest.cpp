@@ -4,6 +4,7 @@
 #include "store/database.hpp"
 #include "store/header_parser.hpp"
 #include "store/maildir.hpp"
+#include "store/message_admin.hpp"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -18,9 +19,9 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <cstdio>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -39,6 +40,8 @@ namespace relaybait::store {
 namespace fs = std::filesystem;
 
 namespace {
+// Written at a clean stop, removed at start: its absence at start means a crash.
+constexpr const char* clean_stop_marker = "relaybait.clean-stop";
 // Bytes a message may queue in memory before a writer starts on its file (see append()).
 constexpr std::uint64_t write_behind_bytes = 64 * 1024;
 
@@ -156,7 +159,7 @@ struct ingest::impl {
         std::vector<commit_result> results;
         std::vector<session_record> sessions;
         std::vector<credential_record> credentials;
-        std::map<std::string, bool> new_dirs;  // folders whose new/ got a file (per_file: fsync'd)
+        std::set<std::string> new_dirs;  // folders whose new/ got a file (per_file: fsync'd)
     };
     std::mutex durable_mutex;
     std::condition_variable durable_wake;
@@ -165,13 +168,9 @@ struct ingest::impl {
     bool durable_stop = false;
     // Two flushers: a batch committed while a flush runs starts its own at once instead of
     // waiting for that flush to end and then paying a whole one (the kernel merges the
-    // overlapping device flushes). Three batches at most are committed but not yet flushed.
+    // overlapping device flushes). Four batches at most are committed but not yet flushed.
     static constexpr unsigned flushers = 2;
     std::vector<std::thread> durable_threads;
-    // One syncfs after the COMMIT makes the files, their names and the WAL durable together
-    // (the database connection then skips its own WAL fsync): when the maildir and the
-    // database share a filesystem, which is the default layout.
-    bool one_flush = false;
 
     mutable std::mutex stats_mutex;
     ingest_stats counters;
@@ -209,9 +208,19 @@ struct ingest::impl {
             const auto report = recover_maildir(options.data_dir, *db);
             counters.recovered_tmp = report.tmp_files;
             counters.recovered_orphans = report.orphans;
-            counters.recovered_rows = remove_unacknowledged_rows();
-            one_flush = options.fsync && options.sync == sync_method::syncfs &&
-                        same_filesystem(options.data_dir / "relaybait.db", maildir);
+            // After a clean stop every batch was flushed: only a crash leaves rows to check.
+            const fs::path clean_stop = options.data_dir / clean_stop_marker;
+            if (fs::exists(clean_stop)) {
+                fs::remove(clean_stop);
+                fsync_directory(options.data_dir);  // a crash from now on must find it gone
+            } else {
+                counters.recovered_rows = remove_unacknowledged_rows();
+            }
+            // One syncfs after the COMMIT makes the files, their names and the WAL durable
+            // together, so the connection skips its own WAL fsync: when the maildir and the
+            // database share a filesystem, which is the default layout.
+            const bool one_flush = options.fsync && options.sync == sync_method::syncfs &&
+                                   same_filesystem(options.data_dir / "relaybait.db", maildir);
             db->sync_each_commit(!one_flush);
         } catch (...) {
             ::close(lock_fd);
@@ -245,6 +254,10 @@ struct ingest::impl {
         durable_wake.notify_all();
         for (auto& t : durable_threads) t.join();
         db.reset();
+        // Everything is flushed: the next start need not check the newest rows (not synced:
+        // a lost marker only costs that check).
+        const int marker = ::open((options.data_dir / clean_stop_marker).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+        if (marker >= 0) ::close(marker);
         ::close(lock_fd);
     }
 
@@ -495,7 +508,7 @@ struct ingest::impl {
     // batch N+1 overlaps stage 2 of batch N; a message is acknowledged only after a flush that
     // began after its COMMIT. A crash before that flush can leave a row whose file is not
     // complete on disk: such a message was never acknowledged, and start-up removes the row
-    // (remove_unacknowledged_rows); at most the three batches in flight can be in that state.
+    // (remove_unacknowledged_rows); at most the 2 + flushers newest batches can be in that state.
 
     void committer_loop() {
         for (;;) {
@@ -538,7 +551,7 @@ struct ingest::impl {
             }
             {
                 // Wait for a flusher to take the previous batch, so that messages arriving
-                // meanwhile join the next batch (and at most 1 + flushers batches are ever
+                // meanwhile join the next batch (and at most 2 + flushers batches are ever
                 // committed but not yet flushed).
                 std::unique_lock lock(durable_mutex);
                 durable_taken.wait(lock, [&] { return committed_batches.empty(); });
@@ -569,7 +582,7 @@ struct ingest::impl {
             }
             m.file_path = std::move(target);
             m.record.maildir_path = "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + final_name;
-            work.new_dirs[folder] = true;
+            work.new_dirs.insert(folder);
         }
         std::lock_guard lock(stats_mutex);
         counters.rename_us += micros(t0);
@@ -603,9 +616,9 @@ struct ingest::impl {
             if (fd >= 0) ::close(fd);
             file_sync_us += micros(t0);
         } else {
-            std::map<std::string, bool> dirs;
+            std::set<std::string> dirs;
             for (const auto& w : work) dirs.insert(w.new_dirs.begin(), w.new_dirs.end());
-            for (const auto& [folder, unused] : dirs) {
+            for (const auto& folder : dirs) {
                 try {
                     fsync_directory((folder.empty() ? maildir : maildir / folder) / "new");
                 } catch (const std::exception& e) {
@@ -711,30 +724,49 @@ struct ingest::impl {
         return true;
     }
 
-    // ---- start-up: rows of messages that were never acknowledged ------------------------
+    // ---- start-up after a crash: rows of messages that were never acknowledged ----------
     // A crash between a batch's COMMIT and its flush can leave rows whose files did not
     // reach the disk whole (missing, short, or not the bytes hashed). Only the newest rows can
-    // be in that state (1 + flushers batches at most); each is checked against its file: size from the
-    // name's S=, SHA-256 of the bytes after the trace headers. A row that does not match is
-    // removed and its file moved to DATA/maildir-recovered/: never acknowledged, not counted.
+    // be in that state: at most 2 + flushers batches (one per flusher, one queued, one just
+    // committed), all committed within moments of the newest row. Each row of the last minute
+    // before the newest, within that count, is checked against its file (in new/ or, moved by
+    // Dovecot, in cur/): size from the name's S=, SHA-256 of the bytes after the trace headers.
+    // A row that does not match is removed and its file moved to DATA/maildir-recovered/:
+    // never acknowledged, not counted. (A message expunged over IMAP in that last minute before
+    // a crash looks the same and loses its row too.)
     std::uint64_t remove_unacknowledged_rows() {
         std::uint64_t removed = 0;
-        for (const auto& row : db->list_messages({.limit = (1 + flushers) * options.max_batch + 1})) {
-            if (row.maildir_path.empty()) continue;  // dropped: no file
-            const fs::path file = options.data_dir / row.maildir_path;
-            if (stored_whole(file, row)) continue;
+        const auto rows = db->list_messages({.limit = (2 + flushers) * options.max_batch});
+        if (rows.empty()) return 0;
+        const auto newest = unix_seconds(rows.front().received_at);
+        for (const auto& row : rows) {
+            if (newest - unix_seconds(row.received_at) > 60) break;  // newest first: older rows were flushed
+            if (row.maildir_path.empty()) continue;                 // dropped: no file
+            const auto file = locate_message_file(options.data_dir, row);
+            if (file && stored_whole(*file, row)) continue;
             log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") has no whole file at " +
-                        file.string() + " (a crash before its flush; never acknowledged): removed");
-            std::error_code ec;
-            if (fs::exists(file, ec)) {
+                        row.maildir_path + " (a crash before its flush; never acknowledged): removed");
+            if (file) {
+                std::error_code ec;
                 const fs::path recovered = options.data_dir / "maildir-recovered";
                 fs::create_directories(recovered, ec);
-                fs::rename(file, recovered / file.filename(), ec);
+                fs::rename(*file, recovered / file->filename(), ec);
             }
             db->delete_message(row.id);
             ++removed;
         }
         return removed;
+    }
+
+    // "2026-11-23T18:07:03.123456Z" -> seconds since the epoch (0 when unreadable).
+    static std::int64_t unix_seconds(const std::string& iso8601) {
+        std::tm tm{};
+        if (std::sscanf(iso8601.c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                        &tm.tm_min, &tm.tm_sec) != 6)
+            return 0;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        return static_cast<std::int64_t>(::timegm(&tm));
     }
 
     static bool stored_whole(const fs::path& file, const message_record& row) {

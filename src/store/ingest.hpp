@@ -43,11 +43,13 @@
 // and its row are durable. At start-up, before any new message:
 //  - recover_maildir moves every file left in a tmp/ and every file in a new/ whose path has
 //    no messages row to DATA/maildir-recovered/ (a crash between the renames and the COMMIT);
-//  - the newest rows (at most three batches can be committed but not flushed) are checked
-//    against their files (size in the name's S=, SHA-256 of the message bytes): a row whose
-//    file did not reach the disk whole is removed, its file moved out (a crash between the
-//    COMMIT and the flush: never acknowledged, the client saw no 250 and retries).
-// So "counted" == "acknowledged or complete"; cur/ belongs to Dovecot and is never touched.
+//  - after a crash only (a clean stop leaves DATA/relaybait.clean-stop, removed at start), the
+//    newest rows (at most four batches can be committed but not flushed; rows of the last
+//    minute) are checked against their files in new/ or cur/ (size in the name's S=, SHA-256
+//    of the message bytes): a row whose file did not reach the disk whole is removed, its
+//    file moved out (a crash between the COMMIT and the flush: never acknowledged, the client
+//    saw no 250 and retries).
+// So "counted" == "acknowledged or complete"; cur/ belongs to Dovecot and is never written.
 // A dropped row has no path (NULL in the database) and needs no file.
 // One process per data directory: DATA/relaybait.lock is flock'd (a second ingest throws).
 #include <chrono>

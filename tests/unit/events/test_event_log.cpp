@@ -196,3 +196,25 @@ TEST(EventLog, ManyThreadsEmitWholeLines) {
 TEST(EventLog, UnopenableFileThrows) {
     EXPECT_THROW(event_log({.file = "/proc/relaybait-no-such-dir/events.jsonl"}), std::runtime_error);
 }
+
+// The writer lingers after the first event so that a burst costs one write; flush() and the
+// destructor cut the linger short, and a full linger batch is written at once.
+TEST(EventLog, FlushDestructionAndFullBatchesDoNotWaitForTheLinger) {
+    temp_dir dir;
+    const fs::path file = dir.path / "events.jsonl";
+    const auto started = std::chrono::steady_clock::now();
+    {
+        event_log log({.file = file, .linger = std::chrono::minutes(10), .linger_events = 4});
+        log.emit("smtp.helo", sample_session());
+        log.flush();
+        EXPECT_EQ(read_lines(file).size(), 1u);
+        for (int i = 0; i < 4; ++i) log.emit("smtp.mail_from", sample_session());  // a full batch, no flush
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (read_lines(file).size() < 5 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        EXPECT_EQ(read_lines(file).size(), 5u);
+        log.emit("session.close", sample_session());  // pending when the log is destroyed
+    }
+    EXPECT_EQ(read_lines(file).size(), 6u);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+}

@@ -476,6 +476,7 @@ TEST(Ingest, RowsWithoutTheirWholeFileAreRemovedAtStart) {
         f.write("\0\0\0\0\0\0\0\0\0\0", 10);  // same size, not the bytes hashed
     }
     fs::remove(file_of(2));  // its name reached the disk, its data did not
+    fs::remove(dir.path / "relaybait.clean-stop");  // the process did not stop cleanly
     {
         ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
         EXPECT_EQ(in.stats().recovered_rows, 3u);
@@ -488,4 +489,54 @@ TEST(Ingest, RowsWithoutTheirWholeFileAreRemovedAtStart) {
     EXPECT_TRUE(fs::exists(file_of(3)));
     EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 2u);
     EXPECT_EQ(count_files(dir.path / "maildir" / "new"), 1u);
+}
+
+// The check runs only after a crash, and finds a file Dovecot moved to cur/ (flags added):
+// such a message was acknowledged long ago and keeps its row.
+TEST(Ingest, RowsAreCheckedOnlyAfterACrashAndFoundInCur) {
+    temp_dir dir;
+    std::vector<commit_result> stored;
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        for (const char* id : {"4EEEE1", "4FFFF2"}) {
+            auto m = in.begin_message("", trace);
+            in.append(m, std::string("Subject: ") + id + "\r\n\r\nbody");
+            stored.push_back(commit_and_wait(in, m, record_for(id)));
+            ASSERT_TRUE(stored.back().ok) << stored.back().error;
+        }
+    }
+    const fs::path in_new = dir.path / stored[0].maildir_path;
+    const fs::path in_cur = in_new.parent_path().parent_path() / "cur" / (in_new.filename().string() + ":2,S");
+    fs::rename(in_new, in_cur);                      // read over IMAP
+    fs::remove(dir.path / stored[1].maildir_path);  // expunged: no crash, so the row stays
+    ASSERT_TRUE(fs::exists(dir.path / "relaybait.clean-stop"));
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 0u);
+    }
+    fs::remove(dir.path / "relaybait.clean-stop");  // now a crash: the expunged one looks unflushed
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 1u);
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_TRUE(db.find_message(stored[0].message_id));
+    EXPECT_FALSE(db.find_message(stored[1].message_id));
+    EXPECT_TRUE(fs::exists(in_cur));
+}
+
+// Session rows do not wait for a message batch longer than side_linger.
+TEST(Ingest, SessionRowsAloneAreWrittenWithinTheLinger) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path, .side_linger = std::chrono::milliseconds(50)});
+    session_record s;
+    s.id = "0000000000000001";
+    s.started_at = "2026-11-24T01:00:00.000000Z";
+    in.record_session(s);
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!db.find_session(s.id) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(db.find_session(s.id)) << "not written within 5 s while the ingest runs";
+    EXPECT_EQ(in.stats().batches, 0u);
 }
