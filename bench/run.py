@@ -46,6 +46,8 @@ ROOT = os.path.dirname(HERE)
 SHARED = "/work/shared/bench"
 AIOSMTPD = os.path.join(SHARED, "aiosmtpd_maildir.py")
 IDLE = os.path.join(SHARED, "idle_conns.py")
+IDLE_SETTLE_SECONDS = 12  # after start, before "idle" RSS is read (see the idle phase)
+QUIET_SECONDS = 40        # after a load, before "quiet" RSS is read (relaybait releases after 30 s)
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 PY = "/usr/bin/python3"
@@ -509,7 +511,7 @@ def main():
     rb = Relaybait(a.work, a.binary)
     aio = Aiosmtpd(a.work)
     sink = SmtpSink(a.work)
-    res = {"throughput": {}, "tls": {}, "latency": {}, "idle": {}, "big": None, "lost": []}
+    res = {"throughput": {}, "tls": {}, "latency": {}, "idle": {}, "quiet": {}, "big": None, "lost": []}
 
     def measure(server, sessions, reuse, messages):
         server.start()
@@ -588,16 +590,35 @@ def main():
                 for n in sizes:
                     srv.start()
                     try:
+                        # Idle = settled: relaybait's relay scheduler first polls its queue
+                        # 5 s after start, and what that query runs is part of an idle server.
                         time.sleep(1)
+                        started_rss = rss_kb(srv.pid)
+                        time.sleep(IDLE_SETTLE_SECONDS - 1)
                         idle_rss = rss_kb(srv.pid)
                         idle_anon = rss_kb(srv.pid, "RssAnon")
                         r = idle_probe(srv, n, f"{srv.name} {n}")
                         anon_after = (r or {}).get("anon_held_kB") or rss_kb(srv.pid, "RssAnon")
                     finally:
                         srv.stop()
-                    res["idle"][(srv.name, n)] = {"idle_rss_kB": idle_rss, "idle_anon_kB": idle_anon,
-                                                  "anon_after_kB": anon_after, **(r or {})}
+                    res["idle"][(srv.name, n)] = {"started_rss_kB": started_rss, "idle_rss_kB": idle_rss,
+                                                  "idle_anon_kB": idle_anon, "anon_after_kB": anon_after, **(r or {})}
                     log(f"  idle {srv.name} {n}: idle {idle_rss} kB, {r}")
+            # Quiet after a campaign: relaybait gives memory back once no session has been
+            # open for 30 s (net/idle_memory.hpp); smtp-sink for comparison.
+            for srv in (rb, sink):
+                srv.start()
+                try:
+                    time.sleep(IDLE_SETTLE_SECONDS)
+                    before = rss_kb(srv.pid)
+                    smtp_source(srv.port, 50, a.messages, a.size, False)
+                    loaded = rss_kb(srv.pid)
+                    time.sleep(QUIET_SECONDS)
+                    res["quiet"][srv.name] = {"idle_rss_kB": before, "after_load_kB": loaded,
+                                              "quiet_rss_kB": rss_kb(srv.pid), "quiet_anon_kB": rss_kb(srv.pid, "RssAnon")}
+                finally:
+                    srv.stop()
+                log(f"  quiet {srv.name}: {res['quiet'][srv.name]}")
         except Exception as e:  # noqa: BLE001 - keep the other phases' results
             log("phase idle failed:", repr(e))
             res["lost"].append("phase idle failed: " + repr(e)[:200])
@@ -676,17 +697,24 @@ def report(a, info, started, res):
         L.append("")
     if res["idle"]:
         L.append("## Idle sessions (`idle_conns.py`: connect, EHLO, hold; RSS from /proc)\n")
-        L.append("| server | sessions | established | alive after hold | idle RSS kB (anon) | RSS held kB (anon) | kB per session | anon kB per session |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| server | sessions | established | alive after hold | RSS 1 s after start kB | idle RSS kB (anon) | RSS held kB (anon) | kB per session | anon kB per session |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for (name, n), v in res["idle"].items():
             est = v.get('established') or 0
             anon_per = round((v['anon_after_kB'] - v['idle_anon_kB']) / est, 2) if est else None
-            L.append(f"| {name} | {n} | {est} | {v.get('alive_after_hold')} | {v['idle_rss_kB']} "
+            L.append(f"| {name} | {n} | {est} | {v.get('alive_after_hold')} | {v.get('started_rss_kB')} | {v['idle_rss_kB']} "
                      f"({v['idle_anon_kB']}) | {v.get('rss_after_hold_kB')} ({v['anon_after_kB']}) | {v.get('kB_per_conn')} | {anon_per} |")
-        L.append("\nRSS = VmRSS; anon = RssAnon (heap, stacks), the rest is file-backed (binary and shared libraries).")
+        L.append(f"\nidle RSS = VmRSS {IDLE_SETTLE_SECONDS} s after start (relaybait's relay scheduler has polled its queue once);")
+        L.append("RSS = VmRSS; anon = RssAnon (heap, stacks), the rest is file-backed (binary and shared libraries).")
         L.append("kB per session = VmRSS growth / sessions, all held (the issue's metric; file-backed pages can come")
         L.append("and go with the page cache); held anon = RssAnon held for 1 s while the probe runs; anon kB per session =")
         L.append("(held anon - idle anon) / sessions.")
+        L.append("")
+    if res["quiet"]:
+        L.append(f"## Quiet after a load ({QUIET_SECONDS} s after smtp-source -s 50 -m {a.messages} ended)\n")
+        L.append("| server | idle RSS kB | right after the load kB | quiet RSS kB (anon) |\n|---|---:|---:|---:|")
+        for name, v in res["quiet"].items():
+            L.append(f"| {name} | {v['idle_rss_kB']} | {v['after_load_kB']} | {v['quiet_rss_kB']} ({v['quiet_anon_kB']}) |")
         L.append("")
     if res["big"]:
         b = res["big"]

@@ -19,6 +19,7 @@
 #include <list>
 
 #include "net/app_context.hpp"
+#include "net/idle_memory.hpp"
 #include "net/listener.hpp"
 #include "net/live_rules.hpp"
 #include "net/relay_recovery.hpp"
@@ -153,6 +154,8 @@ int serve(const config::settings& settings, const serve_options&) {
     auto listeners = open_listeners(io, settings);
     for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);
     asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(500)), asio::detached);
+    idle_memory_release idle_release(registry, ingest, std::chrono::seconds(30));
+    asio::co_spawn(io, idle_release.run(std::chrono::seconds(5)), asio::detached);
 
     // SIGHUP: re-read the rules on their own thread (reading the file and compiling the
     // regular expressions must not stall the sessions); a bad file keeps the last good rules.
@@ -183,7 +186,11 @@ int serve(const config::settings& settings, const serve_options&) {
         // Sessions wind down on their own; one that does not within the grace period is cut.
         asio::co_spawn(io, wait_for_sessions(registry, std::chrono::seconds(5)), [&io](std::exception_ptr) { io.stop(); });
     });
-    spdlog::info("relaybait serving as {} (data in {})", settings.hostname, settings.data_dir.string());
+    // Start-up is over: the pages of code and constants only it ran, and its freed heap, go back.
+    release_free_heap_pages();
+    const std::size_t startup_code = release_code_pages();
+    spdlog::info("relaybait serving as {} (data in {}; {} kB resident, {} kB of start-up code released)",
+                 settings.hostname, settings.data_dir.string(), resident_kb(), startup_code / 1024);
     io.run();
     relay.stop();
     events.flush();

@@ -1,16 +1,14 @@
 #include "net/session_registry.hpp"
 
+#include "net/idle_memory.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 namespace relaybait::net {
 
@@ -30,6 +28,7 @@ session_registry::handle session_registry::add(std::string peer_ip, std::functio
     ++per_ip_[peer_ip];
     sessions_.push_front(entry{std::move(peer_ip), clock::time_point::max(), std::move(expire), false});
     peak_ = std::max(peak_, sessions_.size());
+    ++added_;
     return sessions_.begin();
 }
 
@@ -59,20 +58,6 @@ bool session_registry::burst_ended(std::size_t min_peak) {
     return true;
 }
 
-namespace {
-// glibc keeps the pages of freed session memory (free chunks between the few blocks that stay,
-// such as asio's pooled per-socket reactor state); malloc_trim(0) returns every free page of
-// the heap. Measured after 10,000 idle sessions closed: RssAnon 43 -> 33 MB, 7 ms on the io
-// thread, once per burst.
-void release_free_heap_pages() {
-#if defined(__GLIBC__)
-    const auto started = std::chrono::steady_clock::now();
-    malloc_trim(0);
-    spdlog::debug("malloc_trim after a burst of sessions: {} us",
-                  std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
-#endif
-}
-}  // namespace
 
 boost::asio::awaitable<void> session_registry::run_sweeper(std::chrono::milliseconds period) {
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -81,6 +66,9 @@ boost::asio::awaitable<void> session_registry::run_sweeper(std::chrono::millisec
         auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
         if (ec || stopped_) co_return;
         sweep(clock::now());
+        // glibc keeps the pages of freed session memory (free chunks between the few blocks
+        // that stay, such as asio's pooled per-socket reactor state). Measured after 10,000
+        // idle sessions closed: RssAnon 43 -> 33 MB, 7 ms on the io thread, once per burst.
         if (burst_ended()) release_free_heap_pages();
     }
 }

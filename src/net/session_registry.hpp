@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <string>
@@ -35,6 +36,7 @@ public:
     void set_deadline(handle h, clock::time_point deadline) { h->deadline = deadline; }
 
     std::size_t total() const { return sessions_.size(); }
+    std::uint64_t sessions_added() const { return added_; }  // since start
     std::size_t from(const std::string& peer_ip) const;
 
     // Calls expire on every session past its deadline; returns how many.
@@ -46,12 +48,14 @@ public:
     // burst's freed heap pages back to the system (malloc_trim).
     bool burst_ended(std::size_t min_peak = 1000);
     void stop() { stopped_ = true; }  // the sweeper ends at its next tick
+    bool stopped() const { return stopped_; }
     boost::asio::awaitable<void> run_sweeper(std::chrono::milliseconds period);
 
 private:
     std::size_t max_total_;
     std::size_t max_per_ip_;
     bool stopped_ = false;
+    std::uint64_t added_ = 0;
     std::size_t peak_ = 0;  // most sessions at once since the last burst_ended()
     std::list<entry> sessions_;
     std::unordered_map<std::string, std::size_t> per_ip_;

@@ -1033,6 +1033,11 @@ void database::sync_each_commit(bool full) {
     impl_->exec(full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 }
 
+void database::release_memory() {
+    std::lock_guard lock(impl_->mutex);
+    sqlite3_db_release_memory(impl_->db);
+}
+
 bool database::set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind) {
     std::lock_guard lock(impl_->mutex);
     impl_->require_writable();

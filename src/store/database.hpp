@@ -108,6 +108,8 @@ public:
     // true (the default): COMMIT fsyncs the WAL (synchronous=FULL). false: synchronous=NORMAL,
     // for a caller that makes the WAL durable itself after COMMIT (ingest's syncfs).
     void sync_each_commit(bool full);
+    // Frees this connection's page cache; it refills from the file as pages are read again.
+    void release_memory();
     bool set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind);
 
     message_statistics message_stats(std::optional<std::string> since, std::size_t top = 10) const;

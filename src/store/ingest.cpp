@@ -115,7 +115,7 @@ struct ingest::impl {
     std::string host;
     std::int64_t pid = ::getpid();
     int lock_fd = -1;
-    std::unique_ptr<database> db;  // committer thread only (after construction)
+    std::unique_ptr<database> db;  // committer thread only (after construction), and release_memory()
     std::atomic<std::uint64_t> sequence{0};
 
     std::mutex folders_mutex;
@@ -887,6 +887,10 @@ void ingest::record_session(session_record session) { impl_->queue_side_record(i
 
 void ingest::record_credential(credential_record credential) {
     impl_->queue_side_record(impl_->credentials, std::move(credential));
+}
+
+void ingest::release_memory() {
+    if (impl_->db) impl_->db->release_memory();  // the database's own lock orders it with the committer
 }
 
 std::uint64_t ingest::committed() const { return impl_->committed.load(); }

@@ -156,6 +156,9 @@ public:
     void record_session(session_record session);  // insert or replace by id
     void record_credential(credential_record credential);
 
+    // Gives the committer's SQLite page cache back (a quiet server, net/idle_memory.hpp).
+    void release_memory();
+
     // Messages committed since start (for stats and tests).
     std::uint64_t committed() const;
     ingest_stats stats() const;

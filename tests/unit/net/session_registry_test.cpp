@@ -64,3 +64,21 @@ TEST(session_registry, burst_ended_once_the_sessions_fall_to_a_quarter_of_a_larg
 
 }  // namespace
 }  // namespace relaybait::net
+
+namespace relaybait::net {
+namespace {
+
+TEST(session_registry, counts_every_session_added_since_start) {
+    session_registry registry(10, 10);
+    EXPECT_EQ(registry.sessions_added(), 0u);
+    registry.remove(registry.add("198.51.100.1", [] {}));
+    registry.add("198.51.100.2", [] {});
+    EXPECT_EQ(registry.sessions_added(), 2u);  // closed sessions count too
+    EXPECT_EQ(registry.total(), 1u);
+    EXPECT_FALSE(registry.stopped());
+    registry.stop();
+    EXPECT_TRUE(registry.stopped());
+}
+
+}  // namespace
+}  // namespace relaybait::net
