@@ -9,9 +9,6 @@ namespace {
 
 constexpr const char* queue_states[] = {"queued", "sending", "deferred", "delivered", "failed"};
 
-// The queue never holds more than the daily caps allow, so reading it whole is bounded in practice.
-constexpr std::size_t queue_read_limit = 1'000'000;
-
 }  // namespace
 
 relay_overview read_relay_overview(relay::relay_db& db, const config::relay_config& config, relay::sys_time now) {
@@ -25,7 +22,7 @@ relay_overview read_relay_overview(relay::relay_db& db, const config::relay_conf
     overview.test_server = config.test_server;
     overview.test_recipient = config.test_recipient;
     for (const char* state : queue_states) overview.queue[state] = 0;
-    for (const auto& row : db.list_queue(queue_read_limit)) ++overview.queue[row.state];
+    for (const auto& [state, rows] : db.count_queue_by_state()) overview.queue[state] = rows;
     return overview;
 }
 

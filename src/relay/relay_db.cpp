@@ -253,6 +253,14 @@ std::vector<queue_row> relay_db::list_queue(std::size_t limit) {
     return rows;
 }
 
+std::map<std::string, std::uint64_t> relay_db::count_queue_by_state() {
+    std::lock_guard lock(mutex_);
+    stmt s(db_, "SELECT state, COUNT(*) FROM relay_queue GROUP BY state");
+    std::map<std::string, std::uint64_t> counts;
+    while (s.step()) counts.emplace(s.text(0), static_cast<std::uint64_t>(s.i64(1)));
+    return counts;
+}
+
 std::vector<queue_row> relay_db::queue_of_day(const std::string& day, std::size_t limit) {
     std::lock_guard lock(mutex_);
     // created_at is ISO 8601 UTC ("2026-11-23T18:07:03.123456Z"): that day's rows sort between

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -124,6 +125,8 @@ public:
                 const std::string& relayed_path, sys_time now);
     std::optional<queue_row> find_queue_row(std::int64_t id);
     std::vector<queue_row> list_queue(std::size_t limit = 1000);  // newest first
+    // Rows per state, the whole queue counted; a state without rows is absent.
+    std::map<std::string, std::uint64_t> count_queue_by_state();
     // The rows created on `day` ("YYYY-MM-DD", UTC), oldest first.
     std::vector<queue_row> queue_of_day(const std::string& day, std::size_t limit = 10'000);
     std::optional<std::int64_t> next_due_time();  // earliest next_attempt_at of waiting rows

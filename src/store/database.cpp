@@ -337,18 +337,21 @@ public:
     statement(statement&& other) noexcept : stmt_(other.stmt_), file_(other.file_) { other.stmt_ = nullptr; }
     sqlite3_stmt* get() const { return stmt_; }
 
+    // SQLite copies the text, so any string is safe to bind, a temporary included.
     statement& bind(int i, std::string_view v) {
         check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
         return *this;
     }
-    // A named string outlives the statement's use (every caller binds then steps in the same
-    // scope; the next prepare() clears the bindings): SQLite keeps a pointer instead of a copy.
-    statement& bind(int i, const std::string& v) {
+    statement& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
+    // Zero-copy, for the ingest hot path: SQLite keeps the pointer and reads it at each step.
+    // Only for a string that outlives the statement's run (a field of the record being written,
+    // or a local or parameter of the function that runs it); the next prepare() clears the
+    // bindings before the pointer could dangle. A temporary does not compile.
+    statement& bind_static(int i, const std::string& v) {
         check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
         return *this;
     }
-    statement& bind(int i, std::string&& v) { return bind(i, std::string_view(v)); }  // a temporary: copied
-    statement& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
+    statement& bind_static(int, const std::string&&) = delete;
     statement& bind(int i, std::int64_t v) {
         check(sqlite3_bind_int64(stmt_, i, v));
         return *this;
@@ -357,8 +360,16 @@ public:
         check(sqlite3_bind_null(stmt_, i));
         return *this;
     }
-    statement& bind_optional(int i, const std::optional<std::string>& v) { return v ? bind(i, *v) : bind_null(i); }
+    statement& bind_static_optional(int i, const std::optional<std::string>& v) {
+        return v ? bind_static(i, *v) : bind_null(i);
+    }
+    statement& bind_static_optional(int, const std::optional<std::string>&&) = delete;
+    // No session: NULL, which the foreign key to sessions(id) lets through.
     statement& bind_session(int i, const std::string& id) { return id.empty() ? bind_null(i) : bind(i, id); }
+    statement& bind_static_session(int i, const std::string& id) {
+        return id.empty() ? bind_null(i) : bind_static(i, id);
+    }
+    statement& bind_static_session(int, const std::string&&) = delete;
 
     bool step() {  // true: a row is available
         const int rc = sqlite3_step(stmt_);
@@ -595,12 +606,15 @@ struct database::impl {
         if (open_mode != mode::read_write) throw std::runtime_error(file + ": database opened read-only");
     }
 
+    // Runs per message: the arguments live until the caller's expression ends, after the run,
+    // so they are not copied.
     void ensure_session_stub(const std::string& id, const std::string& listener, const std::string& peer_ip,
                              std::int64_t peer_port, const std::string& started_at) {
         if (id.empty()) return;
         prepare("INSERT INTO sessions(id, listener, peer_ip, peer_port, started_at) VALUES(?1,?2,?3,?4,?5) "
                 "ON CONFLICT(id) DO NOTHING")
-            .bind(1, id).bind(2, listener).bind(3, peer_ip).bind(4, peer_port).bind(5, started_at)
+            .bind_static(1, id).bind_static(2, listener).bind_static(3, peer_ip).bind(4, peer_port)
+            .bind_static(5, started_at)
             .run();
     }
 
@@ -757,20 +771,23 @@ std::int64_t database::insert_message(const message_record& m) {
         "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent, "
         "rule, kind, tags, dropped) "
         "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)");
-    s.bind(1, m.queue_id).bind_session(2, m.session_id).bind(3, m.received_at).bind(4, m.peer_ip)
-        .bind(5, std::int64_t{m.peer_port}).bind(6, m.listener).bind(7, m.helo_name).bind(8, m.mail_from)
-        .bind(9, m.mail_parameters).bind(10, m.auth_username).bind(11, m.tls_version).bind(12, m.tls_cipher)
-        .bind(13, std::int64_t{m.via_bdat}).bind(14, m.folder)
-        .bind(16, static_cast<std::int64_t>(m.size)).bind(17, m.sha256).bind(18, m.headers.subject)
-        .bind(19, m.headers.from).bind(20, m.headers.to).bind(21, m.headers.date).bind(22, m.headers.message_id)
-        .bind(23, m.headers.x_mailer).bind(24, m.headers.user_agent).bind(25, m.rule).bind(26, m.kind)
+    // Runs per message: the record's strings outlive the run, so they are not copied.
+    s.bind_static(1, m.queue_id).bind_static_session(2, m.session_id).bind_static(3, m.received_at)
+        .bind_static(4, m.peer_ip).bind(5, std::int64_t{m.peer_port}).bind_static(6, m.listener)
+        .bind_static(7, m.helo_name).bind_static(8, m.mail_from).bind_static(9, m.mail_parameters)
+        .bind_static(10, m.auth_username).bind_static(11, m.tls_version).bind_static(12, m.tls_cipher)
+        .bind(13, std::int64_t{m.via_bdat}).bind_static(14, m.folder)
+        .bind(16, static_cast<std::int64_t>(m.size)).bind_static(17, m.sha256).bind_static(18, m.headers.subject)
+        .bind_static(19, m.headers.from).bind_static(20, m.headers.to).bind_static(21, m.headers.date)
+        .bind_static(22, m.headers.message_id).bind_static(23, m.headers.x_mailer)
+        .bind_static(24, m.headers.user_agent).bind_static(25, m.rule).bind_static(26, m.kind)
         .bind(28, std::int64_t{m.dropped});
     static const std::string no_tags = "[]";
-    if (m.tags.empty()) s.bind(27, no_tags);
+    if (m.tags.empty()) s.bind_static(27, no_tags);
     else s.bind(27, tags_to_json(m.tags));
     // No file (dropped): NULL, so that such rows do not collide on the UNIQUE path.
     if (m.maildir_path.empty()) s.bind_null(15);
-    else s.bind(15, m.maildir_path);
+    else s.bind_static(15, m.maildir_path);
     s.run();
     const std::int64_t id = sqlite3_last_insert_rowid(d.db);
     std::int64_t position = 0;
@@ -779,7 +796,7 @@ std::int64_t database::insert_message(const message_record& m) {
         const std::string local = at == std::string::npos ? address : address.substr(0, at);
         const std::string domain = text::lowercase(at == std::string::npos ? std::string_view() : std::string_view(address).substr(at + 1));
         d.prepare("INSERT INTO recipients(message_id, position, address, local_part, domain) VALUES(?1,?2,?3,?4,?5)")
-            .bind(1, id).bind(2, position++).bind(3, address).bind(4, local).bind(5, domain)
+            .bind(1, id).bind(2, position++).bind_static(3, address).bind_static(4, local).bind_static(5, domain)
             .run();
     }
     return id;
@@ -790,14 +807,17 @@ void database::upsert_session(const session_record& r) {
     impl_->require_writable();
     auto& d = *impl_;
     const std::string transcript = transcript_to_json(r.transcript);
+    // Runs per session: the record's strings and the transcript outlive both statements' runs,
+    // so they are not copied.
     const auto bind_all = [&](statement& s) {
-        s.bind(1, r.id).bind(2, r.sensor).bind(3, r.listener).bind(4, r.peer_ip).bind(5, std::int64_t{r.peer_port})
-            .bind(6, r.local_ip).bind(7, std::int64_t{r.local_port}).bind(8, r.started_at).bind_optional(9, r.ended_at)
-            .bind(10, r.helo_verb).bind(11, r.helo_name).bind(12, r.tls_version).bind(13, r.tls_cipher)
-            .bind(14, transcript).bind(15, std::int64_t{r.transcript_truncated})
+        s.bind_static(1, r.id).bind_static(2, r.sensor).bind_static(3, r.listener).bind_static(4, r.peer_ip)
+            .bind(5, std::int64_t{r.peer_port}).bind_static(6, r.local_ip).bind(7, std::int64_t{r.local_port})
+            .bind_static(8, r.started_at).bind_static_optional(9, r.ended_at).bind_static(10, r.helo_verb)
+            .bind_static(11, r.helo_name).bind_static(12, r.tls_version).bind_static(13, r.tls_cipher)
+            .bind_static(14, transcript).bind(15, std::int64_t{r.transcript_truncated})
             .bind(16, static_cast<std::int64_t>(r.bytes_in)).bind(17, static_cast<std::int64_t>(r.bytes_out))
             .bind(18, std::int64_t{r.commands}).bind(19, std::int64_t{r.errors}).bind(20, std::int64_t{r.messages})
-            .bind(21, r.outcome);
+            .bind_static(21, r.outcome);
     };
     // The usual case: the row exists as a stub (its first message came before the session
     // ended): a plain UPDATE of it. The INSERT ... ON CONFLICT DO UPDATE below first tried the
@@ -971,13 +991,6 @@ bool database::relocate_maildir_path(const std::string& old_path, const std::str
     impl_->prepare("UPDATE messages SET folder=?2, maildir_path=?3 WHERE maildir_path=?1")
         .bind(1, old_path).bind(2, folder).bind(3, new_path)
         .run();
-    return sqlite3_changes(impl_->db) > 0;
-}
-
-bool database::set_message_tags(std::int64_t id, const std::vector<std::string>& tags) {
-    std::lock_guard lock(impl_->mutex);
-    impl_->require_writable();
-    impl_->prepare("UPDATE messages SET tags=?2 WHERE id=?1").bind(1, id).bind(2, tags_to_json(tags)).run();
     return sqlite3_changes(impl_->db) > 0;
 }
 

@@ -100,7 +100,6 @@ public:
     bool update_message_location(std::int64_t id, const std::string& folder, const std::string& maildir_path);
     // The row at old_path now lives at new_path in `folder` (recovery of an interrupted move).
     bool relocate_maildir_path(const std::string& old_path, const std::string& folder, const std::string& new_path);
-    bool set_message_tags(std::int64_t id, const std::vector<std::string>& tags);
     // Appends the tags not already present, atomically; the resulting tags, nullopt when no row.
     std::optional<std::vector<std::string>> add_message_tags(std::int64_t id, const std::vector<std::string>& tags);
     bool mark_message_dropped(std::int64_t id);  // dropped = 1, maildir_path empty

@@ -225,3 +225,21 @@ TEST(RelaySafety, ConcurrentConnectionsNeverExceedTheDailyCap) {
     EXPECT_EQ(s.daily_count(), 20u);
     EXPECT_EQ(s.db().list_queue(10'000).size(), 20u);
 }
+
+TEST(RelayDb, CountsTheWholeQueueByState) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    EXPECT_TRUE(s.db().count_queue_by_state().empty());
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
+    const auto now = std::chrono::system_clock::now();
+    const auto claimed = s.db().claim_due(now, std::chrono::seconds(60), 4);
+    ASSERT_EQ(claimed.size(), 4u);
+    s.db().finish(claimed[0].id, "delivered", 1, 0, "250 ok", "", now);
+    s.db().finish(claimed[1].id, "failed", 1, 0, "550 no", "", now);
+    s.db().finish(claimed[2].id, "deferred", 1, unix_seconds(now) + 60, "451 later", "", now);
+    const std::map<std::string, std::uint64_t> expected{
+        {"queued", 2}, {"sending", 1}, {"deferred", 1}, {"delivered", 1}, {"failed", 1}};
+    EXPECT_EQ(s.db().count_queue_by_state(), expected);
+    // Not bounded the way a listing is: every row is counted.
+    EXPECT_EQ(s.db().list_queue(2).size(), 2u);
+}

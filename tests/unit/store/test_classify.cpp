@@ -3,6 +3,7 @@
 #include "store/database.hpp"
 #include "store/ingest.hpp"
 #include "store/maildir.hpp"
+#include "ingest_test_support.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -14,10 +15,13 @@
 #include <future>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 using namespace relaybait::store;
+using relaybait::test::commit_and_wait;
+using relaybait::test::count_files;
+using relaybait::test::read_file;
+using relaybait::test::record_for;
 using relaybait::test::temp_dir;
 namespace fs = std::filesystem;
 
@@ -25,37 +29,6 @@ namespace {
 
 const std::string trace =
     "Received: from evil (evil [198.51.100.7])\r\n\tby mx with ESMTP id ABC\r\nX-Relaybait-Session: 0123\r\n";
-
-message_record record_for(const std::string& queue_id) {
-    message_record r;
-    r.queue_id = queue_id;
-    r.session_id = "0123456789abcdef";
-    r.peer_ip = "198.51.100.7";
-    r.listener = "smtp";
-    r.mail_from = "a@b";
-    r.recipients = {"victim@example.com"};
-    return r;
-}
-
-commit_result commit_and_wait(ingest& in, const std::shared_ptr<pending_message>& m, message_record r,
-                              classifier c = {}) {
-    std::promise<commit_result> p;
-    auto f = p.get_future();
-    in.commit(m, std::move(r), [&p](commit_result res) { p.set_value(std::move(res)); }, std::move(c));
-    return f.get();
-}
-
-std::string read_file(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-std::size_t count_files(const fs::path& dir) {
-    if (!fs::exists(dir)) return 0;
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
-}
 
 std::size_t count_files_everywhere(const fs::path& maildir) {
     std::size_t n = 0;

@@ -366,7 +366,7 @@ TEST(Database, ClassificationColumnsRoundTrip) {
     EXPECT_EQ(db.find_message(id)->maildir_path, "");
     EXPECT_FALSE(db.mark_message_dropped(9999));
     database ro(dir.path / "relaybait.db", database::mode::read_only);
-    EXPECT_THROW(ro.set_message_tags(id, {"x"}), std::runtime_error);
+    EXPECT_THROW(ro.add_message_tags(id, {"x"}), std::runtime_error);
 }
 
 TEST(Database, ListFiltersSinceAndKind) {

@@ -2,15 +2,17 @@
 
 #include "store/ingest.hpp"
 #include "store/maildir.hpp"
+#include "ingest_test_support.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <future>
-#include <sstream>
 
 using namespace relaybait::store;
+using relaybait::test::count_files;
+using relaybait::test::read_file;
 using relaybait::test::temp_dir;
 namespace fs = std::filesystem;
 
@@ -35,18 +37,6 @@ std::vector<std::int64_t> store_messages(const fs::path& data_dir, int count, co
         ids.push_back(res.message_id);
     }
     return ids;
-}
-
-std::size_t count_files(const fs::path& dir) {
-    if (!fs::exists(dir)) return 0;
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
-}
-
-std::string read_file(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 }  // namespace
@@ -147,8 +137,10 @@ TEST(MessageAdmin, AddsTagsOnceInOrder) {
     add_message_tags(db, ids[0], {});
     EXPECT_EQ(db.find_message(ids[0])->tags.size(), 4u);
     EXPECT_THROW(add_message_tags(db, 9999, {"x"}), std::runtime_error);
-    EXPECT_TRUE(db.set_message_tags(ids[0], {"only"}));
-    EXPECT_EQ(db.find_message(ids[0])->tags, std::vector<std::string>{"only"});
+    const std::vector<std::string> all{"b", "a", "c", "\xFFraw", "only"};
+    EXPECT_EQ(db.add_message_tags(ids[0], {"only", "a"}), all);
+    EXPECT_EQ(db.find_message(ids[0])->tags, all);
+    EXPECT_EQ(db.add_message_tags(9999, {"x"}), std::nullopt);
 }
 
 TEST(MessageAdmin, DropDeletesTheFileKeepsTheRow) {
