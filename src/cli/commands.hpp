@@ -22,7 +22,7 @@ struct console {
     std::istream& in;  // the operator's answers to confirmations ("Apply to 3 messages? [y/N]")
 };
 
-using serve_function = std::function<int(const config::settings&, const net::serve_options&)>;
+using serve_function = std::function<int(const config::settings&)>;
 
 // The command chosen on the command line, run once parsing succeeded. Returns the exit code.
 using command_runner = std::function<int()>;

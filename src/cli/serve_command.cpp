@@ -51,7 +51,7 @@ int serve_command(const override_options& options, bool test_mode, const serve_f
     if (test_mode) cli.test_mode = true;  // relay.test_mode, named "--test-mode" in errors
     const config::settings settings = config::load(cli);
     spdlog::set_level(spdlog::level::from_str(settings.log_level));
-    return serve(settings, net::serve_options{settings.relay.test_mode});
+    return serve(settings);
 }
 
 int check_command(const override_options& options, console io) {

@@ -111,7 +111,7 @@ void log_identity(const rules::self_identity& self) {
 
 }  // namespace
 
-int serve(const config::settings& settings, const serve_options&) {
+int serve(const config::settings& settings) {
     // A peer that vanishes mid-write is an error code on that session, never a process signal.
     std::signal(SIGPIPE, SIG_IGN);
     std::filesystem::create_directories(settings.data_dir);

@@ -11,12 +11,10 @@ using testing::temp_dir;
 struct serve_spy {
     int calls = 0;
     config::settings settings;
-    net::serve_options options;
     serve_function function() {
-        return [this](const config::settings& s, const net::serve_options& o) {
+        return [this](const config::settings& s) {
             ++calls;
             settings = s;
-            options = o;
             return 0;
         };
     }
@@ -28,7 +26,7 @@ TEST(cli_serve, defaults_without_a_file) {
     EXPECT_EQ(r.code, 0) << r.err;
     ASSERT_EQ(spy.calls, 1);
     EXPECT_EQ(spy.settings.hostname, "mail.example.com");
-    EXPECT_FALSE(spy.options.test_mode);
+    EXPECT_FALSE(spy.settings.relay.test_mode);
 }
 
 TEST(cli_serve, flags_override_the_file) {
@@ -49,7 +47,7 @@ TEST(cli_serve, flags_override_the_file) {
     EXPECT_EQ(spy.settings.port_offset, 10000);
     EXPECT_EQ(spy.settings.bind, std::vector<std::string>{"127.0.0.1"});
     EXPECT_EQ(spy.settings.data_dir, dir.path());
-    EXPECT_TRUE(spy.options.test_mode);
+    EXPECT_TRUE(spy.settings.relay.test_mode);
 }
 
 TEST(cli_serve, config_error_exits_2_with_file_line_key) {
@@ -63,13 +61,13 @@ TEST(cli_serve, config_error_exits_2_with_file_line_key) {
 }
 
 TEST(cli_serve, serve_exit_code_and_failures_pass_through) {
-    EXPECT_EQ(run({"serve"}, [](const config::settings&, const net::serve_options&) { return 1; }).code, 1);
-    const auto r = run({"serve"}, [](const config::settings&, const net::serve_options&) -> int {
+    EXPECT_EQ(run({"serve"}, [](const config::settings&) { return 1; }).code, 1);
+    const auto r = run({"serve"}, [](const config::settings&) -> int {
         throw std::runtime_error("port 25 in use");
     });
     EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.err, "relaybait: port 25 in use\n");
-    const auto bad_cert = run({"serve"}, [](const config::settings&, const net::serve_options&) -> int {
+    const auto bad_cert = run({"serve"}, [](const config::settings&) -> int {
         throw config::config_error("c.pem", 0, "tls.certificate", "cannot load the certificate");
     });
     EXPECT_EQ(bad_cert.code, 2);

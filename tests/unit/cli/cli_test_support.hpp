@@ -21,7 +21,7 @@ struct result {
 inline result run(const std::vector<std::string>& args, serve_function serve = {}, const std::string& input = {}) {
     std::ostringstream out, err;
     std::istringstream in(input);
-    if (!serve) serve = [](const config::settings&, const net::serve_options&) { return 0; };
+    if (!serve) serve = [](const config::settings&) { return 0; };
     result r;
     r.code = run_app(args, console{out, err, in}, std::move(serve));
     r.out = out.str();
