@@ -5,6 +5,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
+#include <link.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -23,12 +24,6 @@ namespace relaybait::net {
 
 namespace {
 
-struct mapping {
-    std::uintptr_t begin = 0, end = 0;
-    bool read_only_of_executable = false;
-    std::uint64_t rss_kb = 0;
-};
-
 std::string executable_path() {
     std::string path(4096, '\0');
     const ssize_t n = ::readlink("/proc/self/exe", path.data(), path.size() - 1);
@@ -37,23 +32,28 @@ std::string executable_path() {
     return path;
 }
 
-// "55d0c0a00000-55d0c0b00000 r-xp 00001000 fd:01 1234   /path" -> range, permissions, path.
-bool parse_mapping_header(const std::string& line, const std::string& exe, mapping& out) {
+// "55d0c0a00000-55d0c0b00000 r-xp 00001000 fd:01 1234   /path" -> range; whether it is a
+// read-only mapping of `executable` (exact path: spaces allowed, " (deleted)" kept by both).
+bool parse_mapping_header(const std::string& line, const std::string& executable, address_range& range,
+                          bool& read_only_of_executable) {
     const auto dash = line.find('-');
     const auto space = line.find(' ');
     if (dash == std::string::npos || space == std::string::npos || dash > space) return false;
     try {
-        out = mapping{};
-        out.begin = std::stoull(line.substr(0, dash), nullptr, 16);
-        out.end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+        range = address_range{std::stoull(line.substr(0, dash), nullptr, 16),
+                              std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16), 0};
     } catch (const std::exception&) {
         return false;
     }
     const std::string perms = line.substr(space + 1, 4);
     const auto path_at = line.find('/');
-    const bool ours = path_at != std::string::npos && line.compare(path_at, std::string::npos, exe) == 0;
-    out.read_only_of_executable = ours && perms.size() == 4 && perms[1] == '-';
+    const bool ours = path_at != std::string::npos && line.compare(path_at, std::string::npos, executable) == 0;
+    read_only_of_executable = ours && perms.size() == 4 && perms[0] == 'r' && perms[1] == '-';
     return true;
+}
+
+bool is_field(const std::string& line, std::string_view name) {
+    return line.size() > name.size() && line.compare(0, name.size(), name) == 0 && line[name.size()] == ':';
 }
 
 std::uint64_t field_kb(const std::string& line) {
@@ -64,40 +64,68 @@ std::uint64_t field_kb(const std::string& line) {
     }
 }
 
-// The executable's read-only mappings whose resident pages are all the file's (no private or
-// anonymous pages): safe to unmap, a later access maps the same bytes back.
-std::vector<mapping> read_only_executable_mappings() {
-    const std::string exe = executable_path();
-    std::vector<mapping> found;
-    if (exe.empty()) return found;
-    std::ifstream smaps("/proc/self/smaps");
-    std::string line;
-    mapping current;
-    bool in_candidate = false;
-    while (std::getline(smaps, line)) {
-        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && parse_mapping_header(line, exe, current)) {
-            in_candidate = current.read_only_of_executable;
-            continue;
-        }
-        if (!in_candidate) continue;
-        if (line.rfind("Rss:", 0) == 0) current.rss_kb = field_kb(line);
-        // Anonymous: pages this process wrote (copy on write, e.g. relocations). Dirty file
-        // pages (Private_Dirty without Anonymous: a binary not yet written back) are fine.
-        if (line.rfind("Anonymous:", 0) == 0) {
-            if (field_kb(line) == 0) found.push_back(current);
-            in_candidate = false;
-        }
-    }
-    return found;
+// The main program's PT_GNU_RELRO segment: relocated at start, then made read-only. Its
+// written pages are anonymous, but only while resident: swapped out they count under Swap.
+address_range relro_of_main_program() {
+    address_range relro;
+    ::dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* out) {
+            if (info->dlpi_name != nullptr && info->dlpi_name[0] != '\0') return 0;  // a shared library
+            for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
+                const auto& ph = info->dlpi_phdr[i];
+                if (ph.p_type != PT_GNU_RELRO) continue;
+                auto& r = *static_cast<address_range*>(out);
+                r.begin = info->dlpi_addr + ph.p_vaddr;
+                r.end = r.begin + ph.p_memsz;
+            }
+            return 1;  // the main program comes first
+        },
+        &relro);
+    return relro;
 }
+
+bool overlaps(const address_range& a, const address_range& b) { return a.begin < b.end && b.begin < a.end; }
 
 }  // namespace
 
+std::vector<address_range> releasable_mappings(std::istream& smaps, const std::string& executable, address_range keep) {
+    std::vector<address_range> found;
+    address_range current;
+    bool candidate = false, wrote = false;
+    const auto close_mapping = [&] {
+        if (candidate && !wrote && !overlaps(current, keep)) found.push_back(current);
+        candidate = false;
+    };
+    std::string line;
+    while (std::getline(smaps, line)) {
+        address_range range;
+        bool read_only_of_executable = false;
+        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+            parse_mapping_header(line, executable, range, read_only_of_executable)) {
+            close_mapping();
+            current = range;
+            candidate = read_only_of_executable;
+            wrote = false;
+            continue;
+        }
+        if (!candidate) continue;
+        if (is_field(line, "Rss")) current.resident_kb = field_kb(line);
+        // Pages this process wrote (copy on write), resident or swapped out.
+        if ((is_field(line, "Anonymous") || is_field(line, "Swap")) && field_kb(line) != 0) wrote = true;
+    }
+    close_mapping();
+    return found;
+}
+
 std::size_t release_code_pages() {
+    const std::string executable = executable_path();
+    if (executable.empty()) return 0;
+    std::ifstream smaps("/proc/self/smaps");
+    if (!smaps) return 0;
     std::size_t released = 0;
-    for (const auto& m : read_only_executable_mappings()) {
-        if (m.rss_kb == 0) continue;
-        if (::madvise(reinterpret_cast<void*>(m.begin), m.end - m.begin, MADV_DONTNEED) == 0) released += m.rss_kb * 1024;
+    for (const auto& m : releasable_mappings(smaps, executable, relro_of_main_program())) {
+        if (m.resident_kb == 0) continue;
+        if (::madvise(reinterpret_cast<void*>(m.begin), m.end - m.begin, MADV_DONTNEED) == 0) released += m.resident_kb * 1024;
     }
     return released;
 }

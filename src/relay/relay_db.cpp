@@ -257,7 +257,7 @@ std::map<std::string, std::uint64_t> relay_db::count_queue_by_state() {
     std::lock_guard lock(mutex_);
     stmt s(db_, "SELECT state, COUNT(*) FROM relay_queue GROUP BY state");
     std::map<std::string, std::uint64_t> counts;
-    while (s.step()) counts.emplace(s.text(0), static_cast<std::uint64_t>(s.i64(1)));
+    while (s.step()) counts[s.text(0)] += static_cast<std::uint64_t>(s.i64(1));
     return counts;
 }
 

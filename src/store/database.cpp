@@ -329,8 +329,11 @@ public:
     statement(sqlite3_stmt* s, const std::string& file) : stmt_(s), file_(&file) {}
     // Reset when it goes out of scope: a statement left on a row keeps its read transaction
     // (and its WAL snapshot) open, which stops every checkpoint and lets the WAL grow forever.
+    // Its bindings are cleared too: a bind_static pointer must not outlive the caller's string.
     ~statement() {
-        if (stmt_) sqlite3_reset(stmt_);
+        if (!stmt_) return;
+        sqlite3_reset(stmt_);
+        sqlite3_clear_bindings(stmt_);
     }
     statement(const statement&) = delete;
     statement& operator=(const statement&) = delete;

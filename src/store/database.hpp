@@ -7,8 +7,10 @@
 // timeout, and applies the numbered migrations (schema_migrations) in one IMMEDIATE
 // transaction, so two processes opening at once cannot both migrate. read_only opens with
 // SQLITE_OPEN_READONLY and works while the server writes (WAL); it refuses a database whose
-// schema is older or newer than this build knows. One instance is not meant to be shared
-// by threads (calls are serialised by an internal mutex); open one per thread/process.
+// schema is older or newer than this build knows. Every call takes an internal mutex, so
+// one instance may be called from several threads (ingest's committer runs the write path,
+// the io thread may call release_memory), but they then wait for each other: readers and
+// other processes open their own.
 //
 // Messages and credentials reference sessions(id): when their session row is not written
 // yet, a stub (id, listener, peer, started_at) is inserted and later completed by

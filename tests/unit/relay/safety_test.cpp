@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include <atomic>
 #include <thread>
 
@@ -240,6 +242,9 @@ TEST(RelayDb, CountsTheWholeQueueByState) {
     const std::map<std::string, std::uint64_t> expected{
         {"queued", 2}, {"sending", 1}, {"deferred", 1}, {"delivered", 1}, {"failed", 1}};
     EXPECT_EQ(s.db().count_queue_by_state(), expected);
-    // Not bounded the way a listing is: every row is counted.
-    EXPECT_EQ(s.db().list_queue(2).size(), 2u);
+    // A state this build does not know (a newer version's) is counted under its own name.
+    sqlite3_exec(s.db().handle(), "UPDATE relay_queue SET state = 'parked' WHERE state = 'failed'", nullptr, nullptr, nullptr);
+    const std::map<std::string, std::uint64_t> with_unknown{
+        {"queued", 2}, {"sending", 1}, {"deferred", 1}, {"delivered", 1}, {"parked", 1}};
+    EXPECT_EQ(s.db().count_queue_by_state(), with_unknown);
 }
