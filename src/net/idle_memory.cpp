@@ -1,9 +1,5 @@
 #include "net/idle_memory.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 #include <link.h>
 #include <sys/mman.h>
@@ -136,6 +132,11 @@ void release_free_heap_pages() {
 #endif
 }
 
+std::size_t release_unused_pages() {
+    release_free_heap_pages();
+    return release_code_pages();
+}
+
 std::uint64_t resident_kb() {
     std::ifstream status("/proc/self/status");
     std::string line;
@@ -152,7 +153,7 @@ idle_memory_release::idle_memory_release(const session_registry& registry, store
       sessions_seen_(registry.sessions_added()),
       quiet_since_(clock::now()) {}
 
-bool idle_memory_release::tick(clock::time_point now) {
+bool idle_memory_release::due(clock::time_point now) {
     if (registry_.total() > 0 || registry_.sessions_added() != sessions_seen_) {
         sessions_seen_ = registry_.sessions_added();
         quiet_since_ = now;
@@ -160,29 +161,23 @@ bool idle_memory_release::tick(clock::time_point now) {
         return false;
     }
     if (released_ || now - quiet_since_ < quiet_for_) return false;
-    const auto before = resident_kb();
-    release_free_heap_pages();
-    ingest_.release_memory();
-    release_code_pages();
     released_ = true;
     ++releases_;
-#if defined(__GLIBC__)
-    const auto heap = ::mallinfo2();
-    spdlog::debug("idle for {} s: resident memory {} -> {} kB (heap: {} kB in use, {} kB free, {} kB mmapped)",
-                  std::chrono::duration_cast<std::chrono::seconds>(quiet_for_).count(), before, resident_kb(),
-                  heap.uordblks / 1024, heap.fordblks / 1024, heap.hblkhd / 1024);
-#endif
     return true;
 }
 
-boost::asio::awaitable<void> idle_memory_release::run(std::chrono::milliseconds period) {
-    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
-    for (;;) {
-        timer.expires_after(period);
-        auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-        if (ec || registry_.stopped()) co_return;
-        tick(clock::now());
-    }
+void idle_memory_release::release() {
+    const bool report = spdlog::should_log(spdlog::level::debug);
+    const auto before = report ? resident_kb() : 0;
+    ingest_.release_memory();
+    const std::size_t code = release_unused_pages();
+    if (!report) return;
+#if defined(__GLIBC__)
+    const auto heap = ::mallinfo2();
+    spdlog::debug("idle for {} s: resident memory {} -> {} kB, {} kB of code released (heap: {} kB in use, {} kB free)",
+                  std::chrono::duration_cast<std::chrono::seconds>(quiet_for_).count(), before, resident_kb(),
+                  code / 1024, heap.uordblks / 1024, heap.fordblks / 1024);
+#endif
 }
 
 }  // namespace relaybait::net

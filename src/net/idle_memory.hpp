@@ -7,8 +7,6 @@
 // runs again is mapped back by a minor fault (a few hundred faults for a whole session). At
 // start-up, serve() releases the code pages that only start-up ran (TLS, GMime and SQLite
 // initialisation, configuration, rules) the same way.
-#include <boost/asio/awaitable.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -43,6 +41,8 @@ std::vector<address_range> releasable_mappings(std::istream& smaps, const std::s
 
 // Frees the heap's unused pages of every malloc arena (no-op outside glibc).
 void release_free_heap_pages();
+// Both of the above (start-up's end, a quiet spell); returns release_code_pages()'s bytes.
+std::size_t release_unused_pages();
 
 // Resident memory of this process: VmRSS in kB (0 when /proc is not available).
 std::uint64_t resident_kb();
@@ -50,13 +50,16 @@ std::uint64_t resident_kb();
 class idle_memory_release {
 public:
     using clock = std::chrono::steady_clock;
-    // Releases once the registry has been empty for quiet_for after a session was seen.
+    // Due once the registry has been empty for quiet_for after a session was seen.
     idle_memory_release(const session_registry& registry, store::ingest& ingest, std::chrono::milliseconds quiet_for);
 
-    // One look at the registry; true when it released now (run() calls it every period).
-    bool tick(clock::time_point now);
-    boost::asio::awaitable<void> run(std::chrono::milliseconds period);
-    unsigned releases() const { return releases_; }
+    // One look at the registry (io thread; the registry's sweeper calls it): true, once per
+    // quiet spell, when release() is due.
+    bool due(clock::time_point now);
+    // The release itself: milliseconds of malloc_trim, /proc reading and waiting for a commit in
+    // progress, so serve() runs it on a background thread, never on the io thread.
+    void release();
+    unsigned releases() const { return releases_; }  // times due() said so
 
 private:
     const session_registry& registry_;

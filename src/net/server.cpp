@@ -153,18 +153,28 @@ int serve(const config::settings& settings) {
 
     auto listeners = open_listeners(io, settings);
     for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);
-    asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(500)), asio::detached);
+    // Work that must not stall the sessions: rule reloads, giving memory back when quiet.
+    // Declared after what its jobs use, so that it is joined before they are destroyed.
     idle_memory_release idle_release(registry, ingest, std::chrono::seconds(30));
-    asio::co_spawn(io, idle_release.run(std::chrono::seconds(5)), asio::detached);
+    asio::thread_pool background(1);
+    // After a burst, glibc keeps the pages of freed session memory (free chunks between the few
+    // blocks that stay, such as asio's pooled per-socket reactor state). Measured after 10,000
+    // idle sessions closed: RssAnon 43 -> 33 MB, 7 ms of malloc_trim.
+    const auto give_memory_back = [&] {
+        if (idle_release.due(session_registry::clock::now()))
+            asio::post(background, [&] { idle_release.release(); });
+        else if (registry.burst_ended())
+            asio::post(background, release_free_heap_pages);
+    };
+    asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(500), give_memory_back), asio::detached);
 
-    // SIGHUP: re-read the rules on their own thread (reading the file and compiling the
+    // SIGHUP: re-read the rules on the background thread (reading the file and compiling the
     // regular expressions must not stall the sessions); a bad file keeps the last good rules.
-    asio::thread_pool rules_loader(1);
     asio::signal_set hangup(io, SIGHUP);
     std::function<void()> await_hangup = [&] {
         hangup.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
-            asio::post(rules_loader, [&] {
+            asio::post(background, [&] {
                 const bool ok = rules.reload();
                 events.emit_raw(boost::json::object{{"eventid", ok ? "rules.reloaded" : "rules.reload_failed"},
                                                     {"sensor", app.sensor}});
@@ -187,8 +197,7 @@ int serve(const config::settings& settings) {
         asio::co_spawn(io, wait_for_sessions(registry, std::chrono::seconds(5)), [&io](std::exception_ptr) { io.stop(); });
     });
     // Start-up is over: the pages of code and constants only it ran, and its freed heap, go back.
-    release_free_heap_pages();
-    const std::size_t startup_code = release_code_pages();
+    const std::size_t startup_code = release_unused_pages();
     spdlog::info("relaybait serving as {} (data in {}; {} kB resident, {} kB of start-up code released)",
                  settings.hostname, settings.data_dir.string(), resident_kb(), startup_code / 1024);
     io.run();

@@ -44,12 +44,12 @@ public:
     // Shutdown: expire everything.
     void expire_all();
     // After a burst: true (once) when the number of sessions has fallen to a quarter of a peak
-    // of at least min_peak since the last time this returned true. The sweeper then hands the
+    // of at least min_peak since the last time this returned true. serve() then hands the
     // burst's freed heap pages back to the system (malloc_trim).
     bool burst_ended(std::size_t min_peak = 1000);
     void stop() { stopped_ = true; }  // the sweeper ends at its next tick
-    bool stopped() const { return stopped_; }
-    boost::asio::awaitable<void> run_sweeper(std::chrono::milliseconds period);
+    // Every period: sweep, then `also` (other periodic io-thread checks ride on this timer).
+    boost::asio::awaitable<void> run_sweeper(std::chrono::milliseconds period, std::function<void()> also = {});
 
 private:
     std::size_t max_total_;

@@ -348,8 +348,8 @@ public:
     statement& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
     // Zero-copy, for the ingest hot path: SQLite keeps the pointer and reads it at each step.
     // Only for a string that outlives the statement's run (a field of the record being written,
-    // or a local or parameter of the function that runs it); the next prepare() clears the
-    // bindings before the pointer could dangle. A temporary does not compile.
+    // or a local or parameter of the function that runs it); ~statement clears the bindings
+    // before the pointer could dangle. A temporary does not compile.
     statement& bind_static(int i, const std::string& v) {
         check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
         return *this;
@@ -503,17 +503,13 @@ struct database::impl {
     // hashed per call), else through the text cache below.
     mutable std::unordered_map<const char*, sqlite3_stmt*> literal_cache;
     statement prepare(const char* sql) const {
-        if (auto it = literal_cache.find(sql); it != literal_cache.end()) {
-            sqlite3_reset(it->second);
-            sqlite3_clear_bindings(it->second);
-            return statement(it->second, file);
-        }
+        if (auto it = literal_cache.find(sql); it != literal_cache.end()) return statement(it->second, file);
         statement s = prepare(std::string(sql));
         literal_cache.emplace(sql, s.get());
         return s;
     }
 
-    // Cached, reset, bindings cleared.
+    // Cached; ready to bind: the last user's ~statement reset it and cleared its bindings.
     statement prepare(const std::string& sql) const {
         auto it = cache.find(sql);
         if (it == cache.end()) {
@@ -523,8 +519,6 @@ struct database::impl {
                 fail("cannot prepare statement");
             it = cache.emplace(sql, s).first;
         }
-        sqlite3_reset(it->second);
-        sqlite3_clear_bindings(it->second);
         return statement(it->second, file);
     }
 

@@ -747,10 +747,17 @@ struct ingest::impl {
             log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") has no whole file at " +
                         row.maildir_path + " (a crash before its flush; never acknowledged): removed");
             if (file) {
-                std::error_code ec;
-                const fs::path recovered = options.data_dir / "maildir-recovered";
-                fs::create_directories(recovered, ec);
-                fs::rename(*file, recovered / file->filename(), ec);
+                // Labelled like recover_maildir's: folder, new/ or cur/, name.
+                const std::string label = (row.folder.empty() ? std::string("INBOX") : row.folder.substr(1)) + "_" +
+                                          file->parent_path().filename().string() + "_" + file->filename().string();
+                try {
+                    move_to_recovered(options.data_dir, *file, label);
+                    fsync_directory(file->parent_path());
+                    fsync_directory(options.data_dir / "maildir-recovered");
+                } catch (const std::exception& e) {
+                    log_warning("row " + std::to_string(row.id) + " kept: " + e.what());  // its file stays in view
+                    continue;
+                }
             }
             db->delete_message(row.id);
             ++removed;

@@ -77,6 +77,15 @@ void create_maildir_folder(const fs::path& root, std::string_view folder) {
     if (root_changed) fsync_directory(root);
 }
 
+fs::path move_to_recovered(const fs::path& data_dir, const fs::path& file, const std::string& label) {
+    const fs::path recovered = data_dir / "maildir-recovered";
+    fs::create_directories(recovered);
+    fs::path target = recovered / label;
+    for (int i = 1; fs::exists(target); ++i) target = recovered / (label + "." + std::to_string(i));
+    fs::rename(file, target);
+    return target;
+}
+
 recovery_report recover_maildir(const fs::path& data_dir, database& db) {
     recovery_report report;
     const fs::path root = data_dir / "maildir";
@@ -90,13 +99,8 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
     }
     bool moved_any = false;
     const auto move_out = [&](const fs::path& file, const std::string& label) {
-        if (!moved_any) {
-            fs::create_directories(recovered);
-            moved_any = true;
-        }
-        fs::path target = recovered / label;
-        for (int i = 1; fs::exists(target); ++i) target = recovered / (label + "." + std::to_string(i));
-        fs::rename(file, target);
+        move_to_recovered(data_dir, file, label);
+        moved_any = true;
     };
     const auto rel_new = [](const std::string& folder, const std::string& name) {
         return "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + name;

@@ -82,6 +82,11 @@ struct recovery_report {
 // (moves_completed) instead of moving the file out. Dropped rows have no path and no file.
 recovery_report recover_maildir(const std::filesystem::path& data_dir, database& db);
 
+// Moves `file` into DATA/maildir-recovered/ as `label` (".1", ".2"... appended while the name is
+// taken). Throws std::filesystem::filesystem_error; the caller fsyncs the directories.
+std::filesystem::path move_to_recovered(const std::filesystem::path& data_dir, const std::filesystem::path& file,
+                                        const std::string& label);
+
 // fsync of a directory (by path); throws std::system_error.
 void fsync_directory(const std::filesystem::path& dir);
 

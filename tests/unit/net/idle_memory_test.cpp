@@ -104,25 +104,25 @@ TEST(idle_memory, releases_once_after_a_quiet_spell_that_followed_a_session) {
     idle_memory_release idle(registry, ingest, 30s);
     const auto t0 = idle_memory_release::clock::now();
 
-    EXPECT_FALSE(idle.tick(t0 + 1h));  // no session since start: start-up released already
+    EXPECT_FALSE(idle.due(t0 + 1h));  // no session since start: start-up released already
 
     auto session = registry.add("198.51.100.7", [] {});
-    EXPECT_FALSE(idle.tick(t0 + 1h + 1s));  // busy
+    EXPECT_FALSE(idle.due(t0 + 1h + 1s));  // busy
     registry.remove(session);
-    EXPECT_FALSE(idle.tick(t0 + 1h + 2s));   // quiet counts from the last look that saw a session
-    EXPECT_FALSE(idle.tick(t0 + 1h + 30s));  // 29 s
-    EXPECT_TRUE(idle.tick(t0 + 1h + 31s));
+    EXPECT_FALSE(idle.due(t0 + 1h + 2s));   // quiet counts from the last look that saw a session
+    EXPECT_FALSE(idle.due(t0 + 1h + 30s));  // 29 s
+    EXPECT_TRUE(idle.due(t0 + 1h + 31s));
     EXPECT_EQ(idle.releases(), 1u);
-    EXPECT_FALSE(idle.tick(t0 + 3h));  // once per quiet spell
+    EXPECT_FALSE(idle.due(t0 + 3h));  // once per quiet spell
 
     // A session that came and went between two looks counts as activity.
     registry.remove(registry.add("198.51.100.8", [] {}));
-    EXPECT_FALSE(idle.tick(t0 + 3h + 1s));
-    EXPECT_TRUE(idle.tick(t0 + 3h + 32s));
+    EXPECT_FALSE(idle.due(t0 + 3h + 1s));
+    EXPECT_TRUE(idle.due(t0 + 3h + 32s));
     EXPECT_EQ(idle.releases(), 2u);
 
-    // The store still works after its cache was released: a message is committed and filed.
-    ingest.release_memory();
+    // The store still works after the release (its cache included): a message is committed and filed.
+    idle.release();
     auto message = ingest.begin_message("", "Received: test\r\n");
     ingest.append(message, "Subject: after the release\r\n\r\nbody\r\n");
     EXPECT_TRUE(test::commit_and_wait(ingest, message, test::record_for("RELEASED01")).ok);

@@ -1,5 +1,8 @@
 #include "net/session_registry.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -75,9 +78,21 @@ TEST(session_registry, counts_every_session_added_since_start) {
     registry.add("198.51.100.2", [] {});
     EXPECT_EQ(registry.sessions_added(), 2u);  // closed sessions count too
     EXPECT_EQ(registry.total(), 1u);
-    EXPECT_FALSE(registry.stopped());
-    registry.stop();
-    EXPECT_TRUE(registry.stopped());
+}
+
+TEST(session_registry, the_sweeper_expires_sessions_and_runs_the_other_periodic_checks) {
+    boost::asio::io_context io;
+    session_registry registry(10, 10);
+    bool expired = false;
+    auto session = registry.add("198.51.100.3", [&] { expired = true; });
+    registry.set_deadline(session, session_registry::clock::now());
+    int checks = 0;
+    boost::asio::co_spawn(io, registry.run_sweeper(std::chrono::milliseconds(1), [&] {
+        if (++checks == 3) registry.stop();
+    }), boost::asio::detached);
+    io.run_for(std::chrono::seconds(5));  // returns once the sweeper has stopped
+    EXPECT_TRUE(expired);
+    EXPECT_EQ(checks, 3);
 }
 
 }  // namespace
