@@ -46,7 +46,7 @@ ROOT = os.path.dirname(HERE)
 SHARED = "/work/shared/bench"
 AIOSMTPD = os.path.join(SHARED, "aiosmtpd_maildir.py")
 IDLE = os.path.join(SHARED, "idle_conns.py")
-IDLE_SETTLE_SECONDS = 12  # after start, before "idle" RSS is read (see the idle phase)
+IDLE_SETTLE_SECONDS = 15  # after start, before "idle" RSS is read (see the idle phase)
 QUIET_SECONDS = 60        # after a load, the longest wait for RSS to drop (relaybait releases 30-35 s after its last session)
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -590,8 +590,9 @@ def main():
                 for n in sizes:
                     srv.start()
                     try:
-                        # Idle = settled: relaybait's relay scheduler first polls its queue
-                        # 5 s after start, and what that query runs is part of an idle server.
+                        # Idle = settled: the readiness session is served, relaybait's relay
+                        # scheduler has read its queue, and relaybait has been 10 s without a
+                        # session, after which it gives memory back (net/idle_memory.hpp).
                         time.sleep(1)
                         started_rss = rss_kb(srv.pid)
                         time.sleep(IDLE_SETTLE_SECONDS - 1)
@@ -605,7 +606,7 @@ def main():
                                                   "idle_anon_kB": idle_anon, "anon_after_kB": anon_after, **(r or {})}
                     log(f"  idle {srv.name} {n}: idle {idle_rss} kB, {r}")
             # Quiet after a campaign: relaybait gives memory back once no session has been
-            # open for 30 s (net/idle_memory.hpp); smtp-sink for comparison.
+            # open for 10 s (net/idle_memory.hpp); smtp-sink for comparison.
             for srv in (rb, sink):
                 srv.start()
                 try:
@@ -712,7 +713,9 @@ def report(a, info, started, res):
             anon_per = round((v['anon_after_kB'] - v['idle_anon_kB']) / est, 2) if est else None
             L.append(f"| {name} | {n} | {est} | {v.get('alive_after_hold')} | {v.get('started_rss_kB')} | {v['idle_rss_kB']} "
                      f"({v['idle_anon_kB']}) | {v.get('rss_after_hold_kB')} ({v['anon_after_kB']}) | {v.get('kB_per_conn')} | {anon_per} |")
-        L.append(f"\nidle RSS = VmRSS {IDLE_SETTLE_SECONDS} s after start (relaybait's relay scheduler has polled its queue once);")
+        L.append(f"\nidle RSS = VmRSS {IDLE_SETTLE_SECONDS} s after start: the readiness session (connect, 220, QUIT) was served,")
+        L.append("relaybait's relay scheduler has read its queue, and relaybait has given memory back after 10 s without a")
+        L.append("session; RSS 1 s after start is before that (it includes the readiness session);")
         L.append("RSS = VmRSS; anon = RssAnon (heap, stacks), the rest is file-backed (binary and shared libraries).")
         L.append("kB per session = VmRSS growth / sessions, all held (the issue's metric; file-backed pages can come")
         L.append("and go with the page cache); held anon = RssAnon held for 1 s while the probe runs; anon kB per session =")

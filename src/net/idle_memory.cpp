@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -20,18 +21,9 @@ namespace relaybait::net {
 
 namespace {
 
-std::string executable_path() {
-    std::string path(4096, '\0');
-    const ssize_t n = ::readlink("/proc/self/exe", path.data(), path.size() - 1);
-    if (n <= 0) return {};
-    path.resize(static_cast<std::size_t>(n));
-    return path;
-}
-
-// "55d0c0a00000-55d0c0b00000 r-xp 00001000 fd:01 1234   /path" -> range; whether it is a
-// read-only mapping of `executable` (exact path: spaces allowed, " (deleted)" kept by both).
-bool parse_mapping_header(const std::string& line, const std::string& executable, address_range& range,
-                          bool& read_only_of_executable) {
+// "55d0c0a00000-55d0c0b00000 r-xp 00001000 fd:01 1234   /path" -> its range, and whether it
+// maps a file (a path; not [heap], [vdso], nor a device) without write permission.
+bool parse_mapping_header(const std::string& line, address_range& range, bool& read_only_file) {
     const auto dash = line.find('-');
     const auto space = line.find(' ');
     if (dash == std::string::npos || space == std::string::npos || dash > space) return false;
@@ -43,8 +35,8 @@ bool parse_mapping_header(const std::string& line, const std::string& executable
     }
     const std::string perms = line.substr(space + 1, 4);
     const auto path_at = line.find('/');
-    const bool ours = path_at != std::string::npos && line.compare(path_at, std::string::npos, executable) == 0;
-    read_only_of_executable = ours && perms.size() == 4 && perms[0] == 'r' && perms[1] == '-';
+    const bool file = path_at != std::string::npos && line.compare(path_at, 5, "/dev/") != 0;
+    read_only_file = file && perms.size() == 4 && perms[0] == 'r' && perms[1] == '-';
     return true;
 }
 
@@ -60,21 +52,19 @@ std::uint64_t field_kb(const std::string& line) {
     }
 }
 
-// The main program's PT_GNU_RELRO segment: relocated at start, then made read-only. Its
+// Every loaded object's PT_GNU_RELRO segment: relocated at start, then made read-only. Its
 // written pages are anonymous, but only while resident: swapped out they count under Swap.
-address_range relro_of_main_program() {
-    address_range relro;
+std::vector<address_range> relro_segments() {
+    std::vector<address_range> relro;
     ::dl_iterate_phdr(
         [](dl_phdr_info* info, std::size_t, void* out) {
-            if (info->dlpi_name != nullptr && info->dlpi_name[0] != '\0') return 0;  // a shared library
             for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
                 const auto& ph = info->dlpi_phdr[i];
                 if (ph.p_type != PT_GNU_RELRO) continue;
-                auto& r = *static_cast<address_range*>(out);
-                r.begin = info->dlpi_addr + ph.p_vaddr;
-                r.end = r.begin + ph.p_memsz;
+                const std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+                static_cast<std::vector<address_range>*>(out)->push_back(address_range{begin, begin + ph.p_memsz, 0});
             }
-            return 1;  // the main program comes first
+            return 0;
         },
         &relro);
     return relro;
@@ -84,23 +74,24 @@ bool overlaps(const address_range& a, const address_range& b) { return a.begin <
 
 }  // namespace
 
-std::vector<address_range> releasable_mappings(std::istream& smaps, const std::string& executable, address_range keep) {
+std::vector<address_range> releasable_mappings(std::istream& smaps, const std::vector<address_range>& keep) {
     std::vector<address_range> found;
     address_range current;
     bool candidate = false, wrote = false;
     const auto close_mapping = [&] {
-        if (candidate && !wrote && !overlaps(current, keep)) found.push_back(current);
+        const bool kept = std::any_of(keep.begin(), keep.end(), [&](const auto& k) { return overlaps(current, k); });
+        if (candidate && !wrote && !kept) found.push_back(current);
         candidate = false;
     };
     std::string line;
     while (std::getline(smaps, line)) {
         address_range range;
-        bool read_only_of_executable = false;
+        bool read_only_file = false;
         if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
-            parse_mapping_header(line, executable, range, read_only_of_executable)) {
+            parse_mapping_header(line, range, read_only_file)) {
             close_mapping();
             current = range;
-            candidate = read_only_of_executable;
+            candidate = read_only_file;
             wrote = false;
             continue;
         }
@@ -113,13 +104,11 @@ std::vector<address_range> releasable_mappings(std::istream& smaps, const std::s
     return found;
 }
 
-std::size_t release_code_pages() {
-    const std::string executable = executable_path();
-    if (executable.empty()) return 0;
+std::size_t release_file_pages() {
     std::ifstream smaps("/proc/self/smaps");
     if (!smaps) return 0;
     std::size_t released = 0;
-    for (const auto& m : releasable_mappings(smaps, executable, relro_of_main_program())) {
+    for (const auto& m : releasable_mappings(smaps, relro_segments())) {
         if (m.resident_kb == 0) continue;
         if (::madvise(reinterpret_cast<void*>(m.begin), m.end - m.begin, MADV_DONTNEED) == 0) released += m.resident_kb * 1024;
     }
@@ -134,7 +123,7 @@ void release_free_heap_pages() {
 
 std::size_t release_unused_pages() {
     release_free_heap_pages();
-    return release_code_pages();
+    return release_file_pages();
 }
 
 std::uint64_t resident_kb() {
@@ -174,7 +163,7 @@ void idle_memory_release::release() {
     if (!report) return;
 #if defined(__GLIBC__)
     const auto heap = ::mallinfo2();
-    spdlog::debug("idle for {} s: resident memory {} -> {} kB, {} kB of code released (heap: {} kB in use, {} kB free)",
+    spdlog::debug("idle for {} s: resident memory {} -> {} kB, {} kB of code and read-only data released (heap: {} kB in use, {} kB free)",
                   std::chrono::duration_cast<std::chrono::seconds>(quiet_for_).count(), before, resident_kb(),
                   code / 1024, heap.uordblks / 1024, heap.fordblks / 1024);
 #endif

@@ -155,7 +155,7 @@ int serve(const config::settings& settings) {
     for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);
     // Work that must not stall the sessions: rule reloads, giving memory back when quiet.
     // Declared after what its jobs use, so that it is joined before they are destroyed.
-    idle_memory_release idle_release(registry, ingest, std::chrono::seconds(30));
+    idle_memory_release idle_release(registry, ingest, std::chrono::seconds(10));
     asio::thread_pool background(1);
     // After a burst, glibc keeps the pages of freed session memory (free chunks between the few
     // blocks that stay, such as asio's pooled per-socket reactor state). Measured after 10,000

@@ -19,12 +19,14 @@
 #include <atomic>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <thread>
 
 #include "common/text.hpp"
 #include "events/event_log.hpp"
+#include "relay/db_change_probe.hpp"
 #include "relay/message.hpp"
 #include "store/ingest.hpp"
 #include "store/maildir.hpp"
@@ -169,19 +171,23 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     // ---- scheduler --------------------------------------------------------------------
     // Coroutines and posted handlers capture `this`, never a shared_ptr: they live in `io`,
     // a member, and are destroyed with it (a shared_ptr would make a cycle).
+    // The queue is read when something may have changed it (a submission or resume here, a
+    // write to the database by anyone: db_change_probe) or when a row it knows of falls due;
+    // on an idle server a poll is only the probe's stat() calls.
     asio::awaitable<void> scheduler() {
+        db_change_probe changes(options.data_dir / "relaybait.db");
+        std::optional<std::int64_t> next_due;  // unix seconds, as of the last read of the queue
+        bool woken = true;
         while (!stopping) {
             auto wait = options.poll_interval;
             try {
                 const auto now = std::chrono::system_clock::now();
-                if (options.limits.enabled && !guard.paused()) {
-                    for (auto& row : db().claim_due(now, options.lease)) {
-                        asio::co_spawn(io, deliver_row(std::move(row)), asio::detached);
-                    }
-                    if (auto next = db().next_due_time()) {
-                        const auto until = std::chrono::seconds(*next - unix_seconds(now));
-                        if (until < wait) wait = std::max<std::chrono::milliseconds>(until, std::chrono::milliseconds(50));
-                    }
+                const bool changed = changes.may_have_changed(now);  // before reading: a later write is seen next time
+                const bool fell_due = next_due && *next_due <= unix_seconds(now);
+                if (changed || woken || fell_due) next_due = read_queue(now);
+                if (next_due) {
+                    const auto until = std::chrono::seconds(*next_due - unix_seconds(now));
+                    if (until < wait) wait = std::max<std::chrono::milliseconds>(until, std::chrono::milliseconds(50));
                 }
             } catch (const std::exception& e) {
                 spdlog::error("relay: scheduler: {}", e.what());
@@ -189,7 +195,15 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             wake.expires_after(wait);
             boost::system::error_code ec;
             co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            woken = ec == asio::error::operation_aborted;
         }
+    }
+
+    // Claims the due rows and starts their deliveries; the queue's next due time, if any.
+    std::optional<std::int64_t> read_queue(std::chrono::system_clock::time_point now) {
+        if (!options.limits.enabled || guard.paused()) return std::nullopt;
+        for (auto& row : db().claim_due(now, options.lease)) asio::co_spawn(io, deliver_row(std::move(row)), asio::detached);
+        return db().next_due_time();
     }
 
     struct candidate {

@@ -9,7 +9,9 @@
 //   scheduler        claims due rows of relay_queue (durable, shared DB: rows queued before a
 //                    restart, by `relaybait relay ID` from the CLI, or by another process are
 //                    picked up), never while paused or disabled, and delivers each row (one
-//                    recipient) on its own coroutine:
+//                    recipient) on its own coroutine. It reads the queue only when the
+//                    database may have changed (db_change_probe: a stat() per poll when idle),
+//                    when it was woken, or when a row it read falls due:
 //     1. MX lookup of the recipient's domain (c-ares; implicit MX; null MX/NXDOMAIN = failed)
 //     2. test mode: the lookup is still made and recorded, then the copy goes to
 //        limits.test_server / limits.test_recipient and nowhere else (safety invariant 3)

@@ -1,7 +1,12 @@
 #include "net/idle_memory.hpp"
 
 #include <gtest/gtest.h>
+#include <dlfcn.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include <fstream>
 #include <memory>
@@ -18,10 +23,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Resident kB of this test program's own read-only mappings (code, constants).
-std::uint64_t resident_code_kb() {
-    std::string exe(4096, '\0');
-    exe.resize(static_cast<std::size_t>(::readlink("/proc/self/exe", exe.data(), exe.size() - 1)));
+// Resident kB of the read-only mappings of `file` (code, constants).
+std::uint64_t resident_read_only_kb(const std::string& file) {
     std::ifstream smaps("/proc/self/smaps");
     std::string line;
     bool ours = false;
@@ -31,7 +34,7 @@ std::uint64_t resident_code_kb() {
         if (line.find('-') < line.find(' ') && line.find(' ') != std::string::npos &&
             std::isxdigit(static_cast<unsigned char>(line[0]))) {
             const std::string perms = line.substr(line.find(' ') + 1, 4);
-            ours = path_at != std::string::npos && line.compare(path_at, std::string::npos, exe) == 0 && perms[1] == '-';
+            ours = path_at != std::string::npos && line.compare(path_at, std::string::npos, file) == 0 && perms[1] == '-';
         } else if (ours && line.rfind("Rss:", 0) == 0) {
             total += std::stoull(line.substr(4));
         }
@@ -49,25 +52,47 @@ struct triangle final : shape {
     int sides() const override { return 3; }
 };
 
+std::string own_executable() {
+    std::string exe(4096, '\0');
+    exe.resize(static_cast<std::size_t>(::readlink("/proc/self/exe", exe.data(), exe.size() - 1)));
+    return exe;
+}
+
+// The C library's file, as /proc/self/smaps names it (symbolic links resolved).
+std::string c_library() {
+    Dl_info info{};
+    if (::dladdr(reinterpret_cast<void*>(&::snprintf), &info) == 0 || info.dli_fname == nullptr) return {};
+    std::error_code ec;
+    return std::filesystem::canonical(info.dli_fname, ec).string();
+}
+
 TEST(idle_memory, code_pages_are_released_and_mapped_back_when_they_run_again) {
-    const auto before = resident_code_kb();
-    ASSERT_GT(before, 0u);
-    const std::size_t released = release_code_pages();
+    const std::string libc = c_library();
+    ASSERT_FALSE(libc.empty());
+    const auto program_before = resident_read_only_kb(own_executable());
+    const auto libc_before = resident_read_only_kb(libc);
+    ASSERT_GT(program_before, 0u);
+    ASSERT_GT(libc_before, 0u);
+    const std::size_t released = release_file_pages();
     EXPECT_GT(released, 0u);
-    EXPECT_LT(resident_code_kb(), before);
+    EXPECT_LT(resident_read_only_kb(own_executable()), program_before);
+    EXPECT_LT(resident_read_only_kb(libc), libc_before);
     // Code and relocated data are intact: a virtual call through a volatile pointer (not
-    // devirtualised), strings from the read-only data, the heap.
+    // devirtualised), strings from the read-only data, the C library, the heap.
     std::unique_ptr<shape> made = std::make_unique<triangle>();
     shape* volatile through = made.get();
     EXPECT_EQ(through->sides(), 3);
     EXPECT_EQ(std::string("constant text"), "constant text");
+    char formatted[32];
+    std::snprintf(formatted, sizeof formatted, "%d-%.2f-%s", 42, 2.5, "x");
+    EXPECT_STREQ(formatted, "42-2.50-x");
+    EXPECT_DOUBLE_EQ(std::strtod("1e3", nullptr), 1000.0);
     EXPECT_GT(resident_kb(), 0u);
 }
 
-TEST(idle_memory, only_read_only_mappings_of_the_program_without_written_pages_are_releasable) {
-    const std::string exe = "/opt/relay bait/relaybait";  // a space in the path
+TEST(idle_memory, only_read_only_file_mappings_without_written_pages_are_releasable) {
     std::istringstream smaps(
-        "00400000-00500000 r--p 00000000 fd:01 11 /opt/relay bait/relaybait\n"
+        "00400000-00500000 r--p 00000000 fd:01 11 /opt/relay bait/relaybait\n"  // a space in the path
         "Rss:                 100 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
         "VmFlags: rd mr mw me\n"
         "00500000-00900000 r-xp 00100000 fd:01 11 /opt/relay bait/relaybait\n"
@@ -77,24 +102,43 @@ TEST(idle_memory, only_read_only_mappings_of_the_program_without_written_pages_a
         "Rss:                  40 kB\nAnonymous:            40 kB\nSwap:                  0 kB\n"
         "00a00000-00b00000 r--p 00600000 fd:01 11 /opt/relay bait/relaybait\n"
         "Rss:                   0 kB\nAnonymous:             0 kB\nSwap:                 12 kB\n"
-        // inside the RELRO range given as `keep`, although nothing is written today
+        // inside a RELRO range given as `keep`, although nothing is written today
         "00b00000-00c00000 r--p 00700000 fd:01 11 /opt/relay bait/relaybait\n"
         "Rss:                   8 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
         "00c00000-00d00000 rw-p 00800000 fd:01 11 /opt/relay bait/relaybait\n"
         "Rss:                   8 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
         "00d00000-00e00000 r-xp 00000000 fd:01 12 /usr/lib/libc.so.6\n"
         "Rss:                 900 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "00e00000-00f00000 r-xp 00000000 fd:01 13 /opt/relay bait/relaybait (deleted)\n"
+        // the other RELRO range: a library's
+        "00e00000-00e10000 r--p 00100000 fd:01 12 /usr/lib/libc.so.6\n"
+        "Rss:                  16 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "00f00000-01000000 r-xp 00000000 fd:01 13 /opt/relay bait/relaybait (deleted)\n"
         "Rss:                  50 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "01000000-01100000 r--s 00000000 fd:01 14 /var/lib/GeoIP/GeoLite2-ASN.mmdb\n"
+        "Rss:                  60 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "01100000-01200000 rw-s 00000000 fd:01 15 /var/lib/relaybait/relaybait.db-shm\n"
+        "Rss:                  32 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "01200000-01300000 r--s 00000000 00:05 16 /dev/some-device\n"
+        "Rss:                  64 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "01300000-01400000 r--p 00000000 00:00 0 \n"
+        "Rss:                   4 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "7ffd1000-7ffd3000 r-xp 00000000 00:00 0                          [vdso]\n"
+        "Rss:                   8 kB\nAnonymous:             0 kB\n"
         "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
         "Rss:                   0 kB\nAnonymous:             0 kB\n");
-    const auto found = releasable_mappings(smaps, exe, address_range{0x00b00000, 0x00b10000, 0});
-    ASSERT_EQ(found.size(), 2u);
+    const std::vector<address_range> relro{{0x00b00000, 0x00b10000, 0}, {0x00e08000, 0x00e09000, 0}};
+    const auto found = releasable_mappings(smaps, relro);
+    ASSERT_EQ(found.size(), 5u);
     EXPECT_EQ(found[0].begin, 0x00400000u);
     EXPECT_EQ(found[0].end, 0x00500000u);
     EXPECT_EQ(found[0].resident_kb, 100u);
     EXPECT_EQ(found[1].begin, 0x00500000u);
     EXPECT_EQ(found[1].resident_kb, 2000u);
+    EXPECT_EQ(found[2].begin, 0x00d00000u);  // a library's code
+    EXPECT_EQ(found[2].resident_kb, 900u);
+    EXPECT_EQ(found[3].begin, 0x00f00000u);  // the file is gone, its pages stay reachable through the mapping
+    EXPECT_EQ(found[4].begin, 0x01000000u);  // a read-only data file
+    EXPECT_EQ(found[4].resident_kb, 60u);
 }
 
 TEST(idle_memory, releases_once_after_a_quiet_spell_that_followed_a_session) {

@@ -264,3 +264,33 @@ TEST(RelayService, PauseStopsDeliveriesAndFloodIsCappedExactly) {
     EXPECT_EQ(allowed, 20u);
     EXPECT_EQ(service.db().list_queue(10'000).size(), 20u);
 }
+
+// An idle service reads its queue only when the database changed (db_change_probe); rows
+// queued by another process (the CLI's `relaybait relay ID`) are still seen, each after an
+// idle spell long enough for the files' times to be old.
+TEST(RelayService, AnIdleServiceSeesRowsQueuedByAnotherProcess) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    relay_service service(env.options(mta), env.ingest.get(), env.events.get());
+    service.start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // idle polls; the files' times are now old
+
+    safety cli(env.data.path / "relaybait.db", env.options(mta).limits);  // another connection, as the CLI's
+    const auto by_hand = [&](const std::string& id, const std::string& rcpt) {
+        auto request = env.stored(id, rcpt, "Subject: by hand " + id + "\r\n\r\nx\r\n");
+        request.sha256 = "sha-" + id;  // the CLI hashes the file; the service would
+        request.size = 30;
+        request.manual = true;
+        const auto d = cli.check_and_reserve(request);
+        EXPECT_TRUE(d.allowed) << d.cap;
+        return d.allowed;
+    };
+    ASSERT_TRUE(by_hand("cli1", "victim@example.test"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 1); }, std::chrono::seconds(20)));
+    EXPECT_EQ(mta.received(), 1u);
+
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    ASSERT_TRUE(by_hand("cli2", "other@example.test"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 2); }, std::chrono::seconds(20)));
+    EXPECT_EQ(mta.received(), 2u);
+}
