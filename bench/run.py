@@ -235,18 +235,49 @@ class SmtpSink(Server):
 # load
 
 
-def smtp_source(port, sessions, messages, size, reuse):
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
+
+
+def machine_jiffies():
+    """(busy, idle) clock ticks of all CPUs since boot: busy = user+nice+system+irq+softirq, idle = idle+iowait."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    return v[0] + v[1] + v[2] + v[5] + v[6], v[3] + v[4]
+
+
+def process_jiffies(pid):
+    """utime + stime of a process, all its threads included."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def smtp_source(port, sessions, messages, size, reuse, server_pid=None):
+    """Runs smtp-source; returns (msg/s, seconds, stderr, cpu) where cpu is the machine's CPU time
+    per message in microseconds while it ran: the server's, smtp-source's, everything else's
+    (kernel threads: journal, writeback; interrupts) and the idle time of all cores."""
     cmd = [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
            "-f", "bench@example.org", "-t", "root@mail.example.com", "-M", "client.example.org"]
     if reuse:
         cmd.insert(1, "-d")
     cmd.append(f"127.0.0.1:{port}")
+    busy0, idle0 = machine_jiffies()
+    server0 = process_jiffies(server_pid) if server_pid else 0
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     r = run_logged(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     dt = time.monotonic() - t0
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server1 = process_jiffies(server_pid) if server_pid else 0
+    busy1, idle1 = machine_jiffies()
     if r.returncode != 0:
         log("smtp-source failed:", r.stderr.strip()[:300])
-    return messages / dt, dt, r.stderr.strip()
+    source_us = ((children1.ru_utime - children0.ru_utime) + (children1.ru_stime - children0.ru_stime)) * 1e6
+    server_us = (server1 - server0) * TICK_US
+    busy_us = (busy1 - busy0) * TICK_US
+    cpu = {"server": server_us / messages, "source": source_us / messages,
+           "other": max(0.0, busy_us - server_us - source_us) / messages, "idle": (idle1 - idle0) * TICK_US / messages}
+    return messages / dt, dt, r.stderr.strip(), cpu
 
 
 async def _reply(reader):
@@ -511,12 +542,13 @@ def main():
     rb = Relaybait(a.work, a.binary)
     aio = Aiosmtpd(a.work)
     sink = SmtpSink(a.work)
-    res = {"throughput": {}, "tls": {}, "latency": {}, "idle": {}, "quiet": {}, "big": None, "lost": []}
+    res = {"throughput": {}, "cpu": {}, "tls": {}, "latency": {}, "idle": {}, "quiet": {}, "big": None, "lost": []}
 
     def measure(server, sessions, reuse, messages):
         server.start()
         try:
-            rate, dt, err = smtp_source(server.port, sessions, messages, a.size, reuse)
+            rate, dt, err, cpu = smtp_source(server.port, sessions, messages, a.size, reuse, server.pid)
+            res["cpu"].setdefault((f"s{sessions}{' -d' if reuse else ''}", server.name), []).append(cpu)
             time.sleep(0.2)
             stored = server.stored()
             if stored is not None and stored != messages:
@@ -571,7 +603,7 @@ def main():
                 try:
                     probe = LatencyProbe(srv.port, a.size)
                     probe.start()
-                    rate, _, _ = smtp_source(srv.port, 50, a.messages, a.size, False)
+                    rate, _, _, _ = smtp_source(srv.port, 50, a.messages, a.size, False)
                     probe.stop_flag.set()
                     probe.join(35)
                 finally:
@@ -689,6 +721,17 @@ def report(a, info, started, res):
                      f"{r / p if p == p else float('nan'):.2f}x | {r / k if k == k else float('nan'):.2f}x | {runs} |")
         L.append("")
         L.append("All runs: " + "; ".join(f"{k[1]} {k[0]}: " + ", ".join(f"{x:.0f}" for x in v) for k, v in t.items()) + "\n")
+    if res["cpu"]:
+        L.append("## Where the machine's time goes (microseconds of CPU per message while smtp-source ran; medians)\n")
+        L.append("| load | server | server process | smtp-source | other (kernel threads, interrupts) | all busy | idle (all cores) |")
+        L.append("|---|---|---:|---:|---:|---:|---:|")
+        for (key, name), runs in res["cpu"].items():
+            part = {k: med([c[k] for c in runs]) for k in ("server", "source", "other", "idle")}
+            busy = part["server"] + part["source"] + part["other"]
+            L.append(f"| `-{key.replace('s', 's ', 1)}` | {name} | {part['server']:.0f} | {part['source']:.0f} | "
+                     f"{part['other']:.0f} | {busy:.0f} | {part['idle']:.0f} |")
+        L.append("\nWith every core busy, msg/s = cores x 1e6 / (all busy); smtp-source's share is paid in every run, so")
+        L.append("the ratio relaybait/smtp-sink cannot exceed smtp-sink's all-busy figure divided by relaybait's.\n")
     if res["lost"]:
         L.append("**Problems (messages missing on disk, failed phases):** " + "; ".join(res["lost"]) + "\n")
     elif t:
