@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 
+#include <cstdint>
 #include <random>
 #include <string>
 
@@ -27,6 +28,14 @@ public:
 private:
     std::mt19937_64 generator_;
 };
+
+// The session id that follows `last`: the start in milliseconds above 20 random bits
+// ((unix_ms << 20) | low 20 bits of `random`), or last + 1 when that is not larger (the clock
+// stepped back, or the same millisecond drew a smaller random part). Pure, for the tests.
+std::uint64_t next_session_id(std::uint64_t last, std::int64_t unix_ms, std::uint64_t random);
+// 16 lowercase hex digits, zero-padded: fixed width, so ids sort as text as they do as numbers
+// (the store keeps them as TEXT).
+std::string format_session_id(std::uint64_t id);
 
 struct app_context {
     const config::settings& settings;

@@ -109,7 +109,6 @@ public:
     bool paused(const held_lock& held);
     void set_paused(bool paused);
     std::optional<std::string> state(const std::string& key);
-    std::optional<std::string> state(const held_lock& held, const std::string& key);
     void set_state(const std::string& key, const std::string& value);
 
     // Counters (read only; increments happen inside safety::check_and_reserve).
@@ -143,6 +142,9 @@ public:
     std::mutex& mutex() { return mutex_; }
 
 private:
+    // Only paused(held) reads relay_state under a lock already held; nothing outside does.
+    std::optional<std::string> state(const held_lock& held, const std::string& key);
+
     std::filesystem::path file_;
     sqlite3* db_ = nullptr;
     std::mutex mutex_;
