@@ -9,7 +9,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
-#include <sqlite3.h>
 
 #include <unistd.h>
 
@@ -26,6 +25,7 @@
 #include "net/relay_settings.hpp"
 #include "net/self_identity.hpp"
 #include "net/tls_context.hpp"
+#include "store/database.hpp"
 
 namespace relaybait::net {
 
@@ -116,9 +116,8 @@ int serve(const config::settings& settings) {
     std::signal(SIGPIPE, SIG_IGN);
     std::filesystem::create_directories(settings.data_dir);
     // SQLite (process-wide, before its first use): no bulk preallocation of 20 cache pages per
-    // connection (~87 KB each, all touched when carved up at the first read); every connection
-    // allocates its cache pages one by one as it reads, up to the same cache_size.
-    sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);
+    // connection; every connection allocates its cache pages one by one as it reads.
+    store::configure_sqlite_for_server();
     asio::io_context io(1);
     auto tls = make_server_tls_context(settings);
 

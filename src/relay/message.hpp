@@ -4,13 +4,13 @@
 #include <string>
 #include <string_view>
 
+#include "store/sha256.hpp"
 #include "store/trace_block.hpp"
 
 namespace relaybait::relay {
 
-// Lower-case hex SHA-256 (OpenSSL EVP).
-std::string sha256_hex(std::string_view bytes);
-
+// Lower-case hex SHA-256: the store's, so a relayed message's hash equals its messages.sha256.
+using store::sha256_hex;
 using store::strip_trace_block;
 // Header-safe value for the headers relay writes (store::header_safe with a shorter cap).
 inline std::string header_value(std::string_view value, std::size_t max_length = 900) {

@@ -3,6 +3,7 @@
 #include "common/text.hpp"
 
 #include "events/json_safe.hpp"
+#include "store/store_log.hpp"
 
 #include <boost/json.hpp>
 #include <openssl/evp.h>
@@ -14,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <stdexcept>
 #include <string_view>
@@ -721,6 +723,21 @@ struct database::impl {
     };
 };
 
+bool configure_sqlite_for_server() {
+    static std::once_flag once;
+    static bool applied = false;
+    std::call_once(once, [] {
+        const int rc = sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);
+        applied = rc == SQLITE_OK;
+        if (rc == SQLITE_MISUSE)
+            detail::log_debug("SQLite was initialised before its page cache could be configured: "
+                              "connections keep the bulk page-cache preallocation");
+        else if (!applied)
+            detail::log_warning(std::string("sqlite3_config(SQLITE_CONFIG_PAGECACHE): ") + sqlite3_errstr(rc));
+    });
+    return applied;
+}
+
 database::database(const std::filesystem::path& file, mode open_mode)
     : impl_(std::make_unique<impl>(file, open_mode)) {}
 database::~database() = default;
@@ -1041,6 +1058,13 @@ void database::sync_each_commit(bool full) {
     std::lock_guard lock(impl_->mutex);
     impl_->require_writable();
     impl_->exec(full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
+int database::synchronous_level() const {
+    std::lock_guard lock(impl_->mutex);
+    auto s = impl_->prepare("PRAGMA synchronous");
+    s.step();
+    return static_cast<int>(s.integer(0));
 }
 
 void database::release_memory() {

@@ -58,6 +58,14 @@ struct message_statistics {
     std::vector<std::pair<std::string, std::uint64_t>> by_folder, by_kind, top_client_ips, top_senders;
 };
 
+// Process-wide SQLite set-up for the server, once, before the first connection opens (later
+// calls do nothing): no bulk preallocation of 20 cache pages per connection (~87 KB each, all
+// touched when carved up at the first read); every connection allocates its cache pages one
+// by one as it reads, up to the same cache_size. When SQLite was already initialised (a
+// connection opened first), SQLite refuses the change (harmless: the default stays; logged
+// once at debug level) and this returns false.
+bool configure_sqlite_for_server();
+
 class database {
 public:
     enum class mode { read_write, read_only };
@@ -109,6 +117,8 @@ public:
     // true (the default): COMMIT fsyncs the WAL (synchronous=FULL). false: synchronous=NORMAL,
     // for a caller that makes the WAL durable itself after COMMIT (ingest's syncfs).
     void sync_each_commit(bool full);
+    // This connection's PRAGMA synchronous: 1 NORMAL, 2 FULL (what sync_each_commit chose).
+    int synchronous_level() const;
     // Frees this connection's page cache; it refills from the file as pages are read again.
     void release_memory();
     bool set_message_rule(std::int64_t id, const std::string& rule, const std::string& kind);

@@ -5,9 +5,10 @@
 #include "store/header_parser.hpp"
 #include "store/maildir.hpp"
 #include "store/message_admin.hpp"
+#include "store/sha256.hpp"
+#include "store/store_log.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -23,21 +24,16 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
 #include <vector>
 
-// spdlog when the store is linked with it (spdlog::spdlog defines SPDLOG_COMPILED_LIB); stderr
-// otherwise, never a second header-only spdlog with its own registry.
-#if defined(SPDLOG_COMPILED_LIB) && __has_include(<spdlog/spdlog.h>)
-#include <spdlog/spdlog.h>
-#define RELAYBAIT_STORE_SPDLOG 1
-#endif
-
 namespace relaybait::store {
 namespace fs = std::filesystem;
+using detail::log_warning;
 
 namespace {
 // Written at a clean stop, removed at start: its absence at start means a crash.
@@ -49,22 +45,7 @@ std::string errno_text(const char* what, const fs::path& p) {
     return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
 }
 
-void log_warning(const std::string& text) {
-#ifdef RELAYBAIT_STORE_SPDLOG
-    spdlog::warn("store: {}", text);
-#else
-    std::fprintf(stderr, "relaybait store: %s\n", text.c_str());
-#endif
-}
-
 void name_thread(const char* name) { ::pthread_setname_np(::pthread_self(), name); }  // for top/perf
-
-std::string hex(const unsigned char* p, std::size_t n) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out(n * 2, '0');
-    for (std::size_t i = 0; i < n; ++i) out[2 * i] = digits[p[i] >> 4], out[2 * i + 1] = digits[p[i] & 15];
-    return out;
-}
 }  // namespace
 
 class pending_message {
@@ -75,7 +56,6 @@ public:
     ~pending_message() {
         if (fd >= 0) ::close(fd);
         if (owns_file) ::unlink(file_path.c_str());
-        EVP_MD_CTX_free(sha);
     }
 
     const std::string folder;
@@ -100,7 +80,7 @@ public:
     std::string name;        // unique name without ",S="
     std::uint64_t file_size = 0;
     std::uint64_t body_size = 0;
-    EVP_MD_CTX* sha = nullptr;
+    std::optional<store::sha256> sha;  // of the message bytes (trace headers excluded), from open_file
     std::string head;  // first max_header_capture bytes of the message
     std::string error;
     // What the classifier decided (folder normalised to what was applied, "" = kept).
@@ -176,6 +156,7 @@ struct ingest::impl {
     ingest_stats counters;
     std::atomic<std::uint64_t> committed{0};
     std::atomic<std::uint64_t> file_sync_us{0};
+    std::atomic<bool> flush_failed{false};  // since start: then no clean-stop marker
 
     using clock = std::chrono::steady_clock;
     static std::uint64_t micros(clock::time_point since) {
@@ -255,9 +236,12 @@ struct ingest::impl {
         for (auto& t : durable_threads) t.join();
         db.reset();
         // Everything is flushed: the next start need not check the newest rows (not synced:
-        // a lost marker only costs that check).
-        const int marker = ::open((options.data_dir / clean_stop_marker).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-        if (marker >= 0) ::close(marker);
+        // a lost marker only costs that check). Not after a failed flush: rows of that batch
+        // may not have reached the disk whole, and the check is what finds them.
+        if (!flush_failed) {
+            const int marker = ::open((options.data_dir / clean_stop_marker).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+            if (marker >= 0) ::close(marker);
+        }
         ::close(lock_fd);
     }
 
@@ -335,9 +319,10 @@ struct ingest::impl {
             return false;
         }
         m.owns_file = true;
-        m.sha = EVP_MD_CTX_new();
-        if (!m.sha || EVP_DigestInit_ex(m.sha, EVP_sha256(), nullptr) != 1) {
-            fail(m, "SHA-256 unavailable");
+        try {
+            m.sha.emplace();
+        } catch (const std::exception& e) {
+            fail(m, e.what());
             return false;
         }
         return write_all(m, m.trace.data(), m.trace.size());
@@ -346,7 +331,7 @@ struct ingest::impl {
     void write_chunk(pending_message& m, const std::string& bytes) {
         if (!open_file(m)) return;
         if (!write_all(m, bytes.data(), bytes.size())) return;
-        EVP_DigestUpdate(m.sha, bytes.data(), bytes.size());
+        m.sha->update(bytes);
         m.body_size += bytes.size();
         if (m.head.size() < max_header_capture)
             m.head.append(bytes, 0, std::min(bytes.size(), max_header_capture - m.head.size()));
@@ -391,11 +376,14 @@ struct ingest::impl {
         auto& m = *mp;
         open_file(m);  // a message with no bytes still gets its file
         if (m.error.empty()) {
-            unsigned char digest[EVP_MAX_MD_SIZE];
-            unsigned int len = 0;
-            EVP_DigestFinal_ex(m.sha, digest, &len);
+            try {
+                m.record.sha256 = m.sha->hex_digest();
+            } catch (const std::exception& e) {
+                fail(m, e.what());  // answered ok=false like any failure before the COMMIT
+            }
+        }
+        if (m.error.empty()) {
             auto& r = m.record;
-            r.sha256 = hex(digest, len);
             r.size = m.body_size;
             r.headers = parse_headers(m.head);
             if (m.classify.classify) {
@@ -610,7 +598,10 @@ struct ingest::impl {
         if (!options.fsync) return {};
         const auto t0 = clock::now();
         std::string error;
-        if (options.sync == sync_method::syncfs) {
+        if (options.flush_for_tests) {
+            if (const int failed = options.flush_for_tests(); failed != 0)
+                error = "flush of " + maildir.string() + ": " + std::strerror(failed);
+        } else if (options.sync == sync_method::syncfs) {
             const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (fd < 0 || ::syncfs(fd) != 0) error = errno_text("syncfs", maildir);
             if (fd >= 0) ::close(fd);
@@ -628,7 +619,10 @@ struct ingest::impl {
             std::lock_guard lock(stats_mutex);
             counters.dir_sync_us += micros(t0);
         }
-        if (!error.empty()) log_warning(error + ": the batch is answered with a temporary failure");
+        if (!error.empty()) {
+            log_warning(error + ": the batch is answered with a temporary failure");
+            flush_failed = true;
+        }
         return error;
     }
 
@@ -789,28 +783,32 @@ struct ingest::impl {
         std::error_code ec;
         const auto actual = fs::file_size(file, ec);
         if (ec || actual != named_size || named_size < row.size) return false;
+        // The message follows the trace headers: its last row.size bytes.
+        return sha256_of_tail(file, named_size - row.size, named_size) == row.sha256;
+    }
+
+    // SHA-256 of `file` from byte `from` to its end, which must be at `end`; nullopt when it
+    // cannot be read so. The hasher is made first: a throw leaves no descriptor open.
+    static std::optional<std::string> sha256_of_tail(const fs::path& file, std::uint64_t from, std::uint64_t end) {
+        store::sha256 hash;
         const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return false;
-        EVP_MD_CTX* sha = EVP_MD_CTX_new();
-        bool ok = sha && EVP_DigestInit_ex(sha, EVP_sha256(), nullptr) == 1;
+        if (fd < 0) return std::nullopt;
         std::vector<char> buffer(64 * 1024);
-        off_t at = static_cast<off_t>(named_size - row.size);  // the message after the trace headers
-        while (ok) {
+        auto at = static_cast<off_t>(from);
+        bool whole = false;
+        for (;;) {
             const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), at);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) {
-                ok = n == 0 && static_cast<std::uint64_t>(at) == named_size;
+                whole = n == 0 && static_cast<std::uint64_t>(at) == end;
                 break;
             }
-            EVP_DigestUpdate(sha, buffer.data(), static_cast<std::size_t>(n));
+            hash.update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
             at += n;
         }
-        unsigned char digest[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        if (ok) ok = EVP_DigestFinal_ex(sha, digest, &len) == 1 && hex(digest, len) == row.sha256;
-        EVP_MD_CTX_free(sha);
         ::close(fd);
-        return ok;
+        if (!whole) return std::nullopt;
+        return hash.hex_digest();
     }
 
     static bool same_filesystem(const fs::path& a, const fs::path& b) {
@@ -901,6 +899,8 @@ void ingest::release_memory() {
 }
 
 std::uint64_t ingest::committed() const { return impl_->committed.load(); }
+
+int ingest::database_synchronous_level() const { return impl_->db->synchronous_level(); }
 
 ingest_stats ingest::stats() const {
     std::lock_guard lock(impl_->stats_mutex);

@@ -8,7 +8,8 @@
 //
 // Contract changes: none removed or changed. Added: ingest_options::{hostname,
 // writer_threads, sync}, ingest_stats and ingest::stats(), store/maildir.hpp helpers
-// (valid_folder_name for config validation).
+// (valid_folder_name for config validation); ingest_options::flush_for_tests and
+// ingest::database_synchronous_level() (so tests reach the flush and the synchronous choice).
 //
 // The write path, in order, for each message:
 //  1. writer thread (per-message order kept like a strand): opens maildir/<folder>/tmp/<name>
@@ -43,7 +44,8 @@
 // and its row are durable. At start-up, before any new message:
 //  - recover_maildir moves every file left in a tmp/ and every file in a new/ whose path has
 //    no messages row to DATA/maildir-recovered/ (a crash between the renames and the COMMIT);
-//  - after a crash only (a clean stop leaves DATA/relaybait.clean-stop, removed at start), the
+//  - after a crash only (a clean stop leaves DATA/relaybait.clean-stop, removed at start;
+//    a stop after a failed flush leaves none), the
 //    newest rows (at most four batches can be committed but not flushed; rows of the last
 //    minute) are checked against their files in new/ or cur/ (size in the name's S=, SHA-256
 //    of the message bytes): a row whose file did not reach the disk whole is removed, its
@@ -78,6 +80,10 @@ struct ingest_options {
                                              // if the filesystem carries other heavy writers
     // Session rows and credentials wait this long for a batch of messages to ride with.
     std::chrono::milliseconds side_linger{20};
+    // Tests only (a flush cannot be made to fail otherwise): when set, called instead of the
+    // flush after each COMMIT (the syncfs, or the fsyncs of the new/ directories) and answered
+    // like it: 0 = flushed, else the errno it failed with. Ignored when fsync is false.
+    std::function<int()> flush_for_tests;
 };
 
 struct ingest_stats {
@@ -161,6 +167,9 @@ public:
 
     // Messages committed since start (for stats and tests).
     std::uint64_t committed() const;
+    // PRAGMA synchronous of the committing connection (1 NORMAL, 2 FULL; see the write path,
+    // 3b): for tests and diagnostics.
+    int database_synchronous_level() const;
     ingest_stats stats() const;
 
 private:

@@ -6,11 +6,11 @@
 
 namespace relaybait::test {
 
-// A fresh directory under /tmp, removed with everything in it.
+// A fresh directory under /tmp (or `parent`), removed with everything in it.
 struct temp_dir {
     std::filesystem::path path;
-    temp_dir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "relaybait-store-XXXXXX").string();
+    explicit temp_dir(const std::filesystem::path& parent = std::filesystem::temp_directory_path()) {
+        std::string tmpl = (parent / "relaybait-store-XXXXXX").string();
         path = ::mkdtemp(tmpl.data());
     }
     ~temp_dir() {

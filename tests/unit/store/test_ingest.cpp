@@ -7,11 +7,14 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -30,6 +33,23 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string trace = "Received: from evil (evil [198.51.100.7])\r\n\tby mx with ESMTP id ABC\r\n";
+
+session_record session_row(const std::string& id) {
+    session_record s;
+    s.id = id;
+    s.peer_ip = "198.51.100.7";
+    s.started_at = "2026-11-23T18:07:03.000000Z";
+    return s;
+}
+
+credential_record credential_row(const std::string& session_id, const std::string& mechanism,
+                                 const std::string& username) {
+    credential_record c;
+    c.session_id = session_id;
+    c.mechanism = mechanism;
+    c.username = username;
+    return c;
+}
 
 }  // namespace
 
@@ -280,17 +300,10 @@ TEST(Ingest, SessionsAndCredentialsAreWritten) {
     temp_dir dir;
     {
         ingest in({.data_dir = dir.path});
-        session_record s;
-        s.id = "feedfacefeedface";
-        s.peer_ip = "198.51.100.7";
-        s.started_at = "2026-11-23T18:07:03.000000Z";
+        session_record s = session_row("feedfacefeedface");
         s.transcript = {{"2026-11-23T18:07:03.000001Z", 'C', "AUTH PLAIN \xFF"}};
         in.record_session(s);
-        credential_record c;
-        c.session_id = s.id;
-        c.mechanism = "LOGIN";
-        c.username = "root";
-        in.record_credential(c);
+        in.record_credential(credential_row(s.id, "LOGIN", "root"));
         s.outcome = "quit";
         in.record_session(s);
     }
@@ -499,18 +512,147 @@ TEST(Ingest, RowsAreCheckedOnlyAfterACrashAndFoundInCur) {
     EXPECT_TRUE(fs::exists(in_cur));
 }
 
-// Session rows do not wait for a message batch longer than side_linger.
+// Session rows and credentials alone are written once side_linger has passed, not later.
 TEST(Ingest, SessionRowsAloneAreWrittenWithinTheLinger) {
     temp_dir dir;
-    ingest in({.data_dir = dir.path, .side_linger = std::chrono::milliseconds(50)});
-    session_record s;
-    s.id = "0000000000000001";
-    s.started_at = "2026-11-24T01:00:00.000000Z";
-    in.record_session(s);
+    const auto linger = std::chrono::milliseconds(300);
+    ingest in({.data_dir = dir.path, .side_linger = linger});
+    const session_record s = session_row("0000000000000001");
     database db(dir.path / "relaybait.db", database::mode::read_only);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    const auto start = std::chrono::steady_clock::now();
+    in.record_session(s);
+    const auto deadline = start + std::chrono::seconds(5);
     while (!db.find_session(s.id) && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_TRUE(db.find_session(s.id)) << "not written within 5 s while the ingest runs";
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const auto waited = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(db.find_session(s.id)) << "not written within 5 s while the ingest runs";
+    EXPECT_GE(waited, linger - std::chrono::milliseconds(50)) << "written before the linger: nothing could ride with it";
+    EXPECT_LT(waited, std::chrono::milliseconds(1500)) << "held well past side_linger";
     EXPECT_EQ(in.stats().batches, 0u);
+}
+
+// Within the linger a session row and a credential wait, and go with the next message.
+TEST(Ingest, SessionRowsAndCredentialsRideWithTheNextMessage) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path, .side_linger = std::chrono::seconds(5)});
+    const session_record s = session_row("0000000000000002");
+    in.record_session(s);
+    in.record_credential(credential_row(s.id, "PLAIN", "admin"));
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_FALSE(db.find_session(s.id)) << "written before side_linger with no message to ride with";
+    EXPECT_EQ(db.count_credentials(), 0u);
+
+    auto m = in.begin_message("", trace);
+    in.append(m, "Subject: carrier\r\n\r\nbody");
+    const auto r = commit_and_wait(in, m, record_for("4RIDE1"));
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_TRUE(db.find_session(s.id));
+    EXPECT_EQ(db.count_credentials(), 1u);
+}
+
+// The committing connection's synchronous level follows the flush (write path, 3b): syncfs
+// after the COMMIT makes the WAL durable with the files when both share a filesystem, so
+// COMMIT itself need not fsync it (NORMAL); with per-file syncs only COMMIT makes it durable
+// (FULL).
+constexpr int synchronous_normal = 1, synchronous_full = 2;
+
+TEST(Ingest, SyncfsOnOneFilesystemCommitsWithSynchronousNormal) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path, .sync = sync_method::syncfs});
+    EXPECT_EQ(in.database_synchronous_level(), synchronous_normal);
+}
+
+TEST(Ingest, PerFileSyncCommitsWithSynchronousFull) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path, .sync = sync_method::per_file});
+    EXPECT_EQ(in.database_synchronous_level(), synchronous_full);
+}
+
+// A syncfs of the maildir's filesystem does not flush a WAL on another one.
+TEST(Ingest, SyncfsWithTheMaildirOnAnotherFilesystemCommitsWithSynchronousFull) {
+    temp_dir dir;
+    const fs::path shm = "/dev/shm";
+    struct stat data_fs {}, shm_fs {};
+    if (::stat(dir.path.c_str(), &data_fs) != 0 || ::stat(shm.c_str(), &shm_fs) != 0 || data_fs.st_dev == shm_fs.st_dev)
+        GTEST_SKIP() << "no second filesystem at /dev/shm";
+    temp_dir elsewhere(shm);
+    ASSERT_FALSE(elsewhere.path.empty()) << "cannot create a directory in /dev/shm";
+    fs::create_directory_symlink(elsewhere.path, dir.path / "maildir");
+    ingest in({.data_dir = dir.path, .sync = sync_method::syncfs});
+    EXPECT_EQ(in.database_synchronous_level(), synchronous_full);
+}
+
+// After a crash only the rows of the last minute before the newest can be unflushed: an
+// older row is not checked (kept even with a short file), a row within the minute is.
+TEST(Ingest, OnlyRowsOfTheLastMinuteAreCheckedAfterACrash) {
+    temp_dir dir;
+    std::vector<commit_result> stored;
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        // Oldest first: received 2 minutes, then 30 s, before the newest.
+        for (const char* at : {"2026-11-24T01:00:00.000000Z", "2026-11-24T01:01:30.000000Z", "2026-11-24T01:02:00.000000Z"}) {
+            auto m = in.begin_message("", trace);
+            in.append(m, "Subject: window\r\n\r\n" + std::string(3000, 'x'));
+            auto r = record_for("");
+            r.received_at = at;
+            stored.push_back(commit_and_wait(in, m, r));
+            ASSERT_TRUE(stored.back().ok) << stored.back().error;
+        }
+    }
+    const auto file_of = [&](std::size_t i) { return dir.path / stored[i].maildir_path; };
+    for (std::size_t i : {0u, 1u}) fs::resize_file(file_of(i), fs::file_size(file_of(i)) - 100);
+    fs::remove(dir.path / "relaybait.clean-stop");  // the process did not stop cleanly
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 1u);
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_TRUE(db.find_message(stored[0].message_id)) << "a row older than the window was checked";
+    EXPECT_TRUE(fs::exists(file_of(0)));
+    EXPECT_FALSE(db.find_message(stored[1].message_id)) << "a short file within the window kept its row";
+    EXPECT_FALSE(fs::exists(file_of(1)));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 1u);
+    EXPECT_TRUE(db.find_message(stored[2].message_id));
+}
+
+// A flush that fails leaves durability unknown: the batch is answered ok=false (the client
+// retries) but its complete rows and files stay (at worst a duplicate is kept).
+TEST(Ingest, AFailedFlushAnswersNotOkAndKeepsTheRowsAndFiles) {
+    for (const auto sync : {sync_method::syncfs, sync_method::per_file}) {
+        SCOPED_TRACE(sync == sync_method::syncfs ? "syncfs" : "per_file");
+        temp_dir dir;
+        const std::string body = "Subject: flush\r\n\r\nbody";
+        commit_result r;
+        {
+            ingest in({.data_dir = dir.path, .sync = sync, .flush_for_tests = [] { return EIO; }});
+            auto m = in.begin_message("", trace);
+            in.append(m, body);
+            r = commit_and_wait(in, m, record_for("4FLSH1"));
+            EXPECT_FALSE(r.ok);
+            EXPECT_NE(r.error.find(std::strerror(EIO)), std::string::npos) << r.error;
+            EXPECT_EQ(in.committed(), 0u);
+            EXPECT_EQ(in.stats().failed, 1u);
+        }
+        // No clean-stop marker after a failed flush: the next start checks the newest rows.
+        EXPECT_FALSE(std::filesystem::exists(dir.path / "relaybait.clean-stop"));
+        std::filesystem::path file;
+        {
+            database db(dir.path / "relaybait.db", database::mode::read_only);
+            const auto row = db.find_message_by_queue_id("4FLSH1");
+            ASSERT_TRUE(row) << "the row of a message whose flush failed was removed";
+            ASSERT_FALSE(row->maildir_path.empty());
+            file = dir.path / row->maildir_path;
+            EXPECT_EQ(read_file(file), trace + body);
+            EXPECT_EQ(row->sha256, r.sha256);
+        }
+        // Had the failed flush lost the file's tail, the next start finds it.
+        std::filesystem::resize_file(file, std::filesystem::file_size(file) - 1);
+        {
+            ingest again({.data_dir = dir.path, .sync = sync});
+            EXPECT_EQ(again.stats().recovered_rows, 1u);
+        }
+        database db(dir.path / "relaybait.db", database::mode::read_only);
+        EXPECT_FALSE(db.find_message_by_queue_id("4FLSH1"));
+    }
 }
