@@ -2,6 +2,8 @@
 
 #include "events/json_safe.hpp"
 
+#include "common/background_thread.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/serializer.hpp>
 
@@ -82,7 +84,10 @@ struct event_log::impl {
         if (!open_file()) {
             throw std::runtime_error(options.file.string() + ": cannot open event log: " + std::strerror(errno));
         }
-        thread = std::thread([this] { run(); });
+        thread = std::thread([this] {
+            threads::become_background_thread("rb-events");
+            run();
+        });
     }
 
     ~impl() {

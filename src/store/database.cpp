@@ -1,5 +1,6 @@
 #include "store/database.hpp"
 
+#include "common/background_thread.hpp"
 #include "common/text.hpp"
 
 #include "events/json_safe.hpp"
@@ -472,7 +473,7 @@ struct database::impl {
     void start_checkpointer() {
         sqlite3_wal_hook(db, &impl::on_wal_commit, this);  // replaces SQLite's inline autocheckpoint
         checkpointer = std::thread([this] {
-            ::pthread_setname_np(::pthread_self(), "rb-store-ckpt");
+            threads::become_background_thread("rb-store-ckpt");
             checkpoint_loop();
         });
     }

@@ -1,5 +1,7 @@
 #include "store/ingest.hpp"
 
+#include "common/background_thread.hpp"
+
 #include "events/event_log.hpp"
 #include "store/database.hpp"
 #include "store/header_parser.hpp"
@@ -45,7 +47,6 @@ std::string errno_text(const char* what, const fs::path& p) {
     return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
 }
 
-void name_thread(const char* name) { ::pthread_setname_np(::pthread_self(), name); }  // for top/perf
 }  // namespace
 
 class pending_message {
@@ -209,10 +210,10 @@ struct ingest::impl {
         }
         ready_folders.insert("");
         for (unsigned i = 0; i < options.writer_threads; ++i)
-            writers.emplace_back([this] { name_thread("rb-store-write"), writer_loop(); });
-        committer = std::thread([this] { name_thread("rb-store-db"), committer_loop(); });
+            writers.emplace_back([this] { threads::become_background_thread("rb-store-write"), writer_loop(); });
+        committer = std::thread([this] { threads::become_background_thread("rb-store-db"), committer_loop(); });
         for (unsigned i = 0; i < flushers; ++i)
-            durable_threads.emplace_back([this] { name_thread("rb-store-sync"), durable_loop(); });
+            durable_threads.emplace_back([this] { threads::become_background_thread("rb-store-sync"), durable_loop(); });
     }
 
     ~impl() {

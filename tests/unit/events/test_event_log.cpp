@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,4 +218,20 @@ TEST(EventLog, FlushDestructionAndFullBatchesDoNotWaitForTheLinger) {
     }
     EXPECT_EQ(read_lines(file).size(), 6u);
     EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+}
+
+// The writer never preempts the network thread when it wakes (common/background_thread.hpp).
+TEST(EventLog, TheWriterIsABatchThreadNamedForTop) {
+    temp_dir dir;
+    event_log log(event_log_options{dir.path / "events.jsonl"});
+    int found = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        if (name != "rb-events") continue;
+        ++found;
+        EXPECT_EQ(::sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string()))), SCHED_BATCH);
+    }
+    EXPECT_EQ(found, 1);
 }

@@ -6,6 +6,7 @@
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -655,4 +656,29 @@ TEST(Ingest, AFailedFlushAnswersNotOkAndKeepsTheRowsAndFiles) {
         database db(dir.path / "relaybait.db", database::mode::read_only);
         EXPECT_FALSE(db.find_message_by_queue_id("4FLSH1"));
     }
+}
+
+namespace {
+// Policies of this process's threads whose names start with `prefix` (Linux: /proc/self/task).
+std::vector<int> scheduling_policies_of_threads_named(const std::string& prefix) {
+    std::vector<int> policies;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        if (name.rfind(prefix, 0) != 0) continue;
+        policies.push_back(::sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string()))));
+    }
+    return policies;
+}
+}  // namespace
+
+// The store's threads never preempt the network thread when they wake (common/background_thread.hpp).
+TEST(Ingest, StoreThreadsAreBatchThreads) {
+    temp_dir dir;
+    ingest in({.data_dir = dir.path});
+    const auto policies = scheduling_policies_of_threads_named("rb-store-");
+    ASSERT_GE(policies.size(), 5u);  // 2 writers, the committer, 2 flushers, the checkpointer
+    for (const int policy : policies) EXPECT_EQ(policy, SCHED_BATCH);
+    EXPECT_NE(::sched_getscheduler(0), SCHED_BATCH);  // the caller's own thread is left alone
 }
