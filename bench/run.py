@@ -47,7 +47,7 @@ SHARED = "/work/shared/bench"
 AIOSMTPD = os.path.join(SHARED, "aiosmtpd_maildir.py")
 IDLE = os.path.join(SHARED, "idle_conns.py")
 IDLE_SETTLE_SECONDS = 15  # after start, before "idle" RSS is read (see the idle phase)
-QUIET_SECONDS = 60        # after a load, the longest wait for RSS to drop (relaybait releases 30-35 s after its last session)
+QUIET_SECONDS = 60        # after a load, the longest wait for RSS to drop (relaybait releases 10-11 s after its last session)
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 PY = "/usr/bin/python3"
@@ -255,7 +255,8 @@ def process_jiffies(pid):
 def smtp_source(port, sessions, messages, size, reuse, server_pid=None):
     """Runs smtp-source; returns (msg/s, seconds, stderr, cpu) where cpu is the machine's CPU time
     per message in microseconds while it ran: the server's, smtp-source's, everything else's
-    (kernel threads: journal, writeback; interrupts) and the idle time of all cores."""
+    (kernel threads: journal, writeback; interrupts; any other process, this script included)
+    and the idle time of all cores."""
     cmd = [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
            "-f", "bench@example.org", "-t", "root@mail.example.com", "-M", "client.example.org"]
     if reuse:
@@ -723,7 +724,7 @@ def report(a, info, started, res):
         L.append("All runs: " + "; ".join(f"{k[1]} {k[0]}: " + ", ".join(f"{x:.0f}" for x in v) for k, v in t.items()) + "\n")
     if res["cpu"]:
         L.append("## Where the machine's time goes (microseconds of CPU per message while smtp-source ran; medians)\n")
-        L.append("| load | server | server process | smtp-source | other (kernel threads, interrupts) | all busy | idle (all cores) |")
+        L.append("| load | server | server process | smtp-source | everything else (kernel threads, interrupts, other processes) | all busy | idle (all cores) |")
         L.append("|---|---|---:|---:|---:|---:|---:|")
         for (key, name), runs in res["cpu"].items():
             part = {k: med([c[k] for c in runs]) for k in ("server", "source", "other", "idle")}

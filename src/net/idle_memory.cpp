@@ -5,7 +5,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -20,6 +19,12 @@
 namespace relaybait::net {
 
 namespace {
+
+struct mapping {
+    address_range range;
+    bool read_only_file = false;
+    bool wrote = false;  // holds a page this process wrote (copy on write), resident or swapped out
+};
 
 // "55d0c0a00000-55d0c0b00000 r-xp 00001000 fd:01 1234   /path" -> its range, and whether it
 // maps a file (a path; not [heap], [vdso], nor a device) without write permission.
@@ -52,55 +57,68 @@ std::uint64_t field_kb(const std::string& line) {
     }
 }
 
-// Every loaded object's PT_GNU_RELRO segment: relocated at start, then made read-only. Its
-// written pages are anonymous, but only while resident: swapped out they count under Swap.
-std::vector<address_range> relro_segments() {
-    std::vector<address_range> relro;
-    ::dl_iterate_phdr(
-        [](dl_phdr_info* info, std::size_t, void* out) {
-            for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
-                const auto& ph = info->dlpi_phdr[i];
-                if (ph.p_type != PT_GNU_RELRO) continue;
-                const std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
-                static_cast<std::vector<address_range>*>(out)->push_back(address_range{begin, begin + ph.p_memsz, 0});
-            }
-            return 0;
-        },
-        &relro);
-    return relro;
-}
-
-bool overlaps(const address_range& a, const address_range& b) { return a.begin < b.end && b.begin < a.end; }
-
-}  // namespace
-
-std::vector<address_range> releasable_mappings(std::istream& smaps, const std::vector<address_range>& keep) {
-    std::vector<address_range> found;
-    address_range current;
-    bool candidate = false, wrote = false;
-    const auto close_mapping = [&] {
-        const bool kept = std::any_of(keep.begin(), keep.end(), [&](const auto& k) { return overlaps(current, k); });
-        if (candidate && !wrote && !kept) found.push_back(current);
-        candidate = false;
-    };
+std::vector<mapping> read_mappings(std::istream& smaps) {
+    std::vector<mapping> found;
     std::string line;
     while (std::getline(smaps, line)) {
         address_range range;
         bool read_only_file = false;
         if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
             parse_mapping_header(line, range, read_only_file)) {
-            close_mapping();
-            current = range;
-            candidate = read_only_file;
-            wrote = false;
+            found.push_back(mapping{range, read_only_file, false});
             continue;
         }
-        if (!candidate) continue;
-        if (is_field(line, "Rss")) current.resident_kb = field_kb(line);
-        // Pages this process wrote (copy on write), resident or swapped out.
-        if ((is_field(line, "Anonymous") || is_field(line, "Swap")) && field_kb(line) != 0) wrote = true;
+        if (found.empty()) continue;
+        if (is_field(line, "Rss")) found.back().range.resident_kb = field_kb(line);
+        if ((is_field(line, "Anonymous") || is_field(line, "Swap")) && field_kb(line) != 0) found.back().wrote = true;
     }
-    close_mapping();
+    return found;
+}
+
+bool overlaps(const address_range& a, const address_range& b) { return a.begin < b.end && b.begin < a.end; }
+
+std::vector<address_range> find_code_segments() {
+    struct search {
+        std::vector<address_range> segments;
+        std::uintptr_t page_size;
+    } found{{}, static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE))};
+    ::dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* out) {
+            auto& found = *static_cast<search*>(out);
+            for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
+                const auto& ph = info->dlpi_phdr[i];
+                if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) != 0 || ph.p_memsz == 0) continue;
+                const std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr, end = begin + ph.p_memsz;
+                const std::uintptr_t mask = found.page_size - 1;
+                found.segments.push_back(address_range{begin & ~mask, (end + mask) & ~mask, 0});
+            }
+            return 0;
+        },
+        &found);
+    return found.segments;
+}
+
+// Before main: only the program and the libraries it was started with are loaded (a library
+// opened later with dlopen may be closed again, and its addresses reused).
+const std::vector<address_range> code_segments_at_start = find_code_segments();
+
+}  // namespace
+
+const std::vector<address_range>& code_segments_loaded_at_start() { return code_segments_at_start; }
+
+std::vector<address_range> releasable_segments(std::istream& smaps, const std::vector<address_range>& segments) {
+    const std::vector<mapping> mappings = read_mappings(smaps);
+    std::vector<address_range> found;
+    for (address_range segment : segments) {
+        bool covered = false, safe = true;
+        for (const auto& m : mappings) {
+            if (!overlaps(m.range, segment)) continue;
+            covered = true;
+            safe = safe && m.read_only_file && !m.wrote;
+            segment.resident_kb += m.range.resident_kb;
+        }
+        if (covered && safe) found.push_back(segment);
+    }
     return found;
 }
 
@@ -108,9 +126,9 @@ std::size_t release_file_pages() {
     std::ifstream smaps("/proc/self/smaps");
     if (!smaps) return 0;
     std::size_t released = 0;
-    for (const auto& m : releasable_mappings(smaps, relro_segments())) {
-        if (m.resident_kb == 0) continue;
-        if (::madvise(reinterpret_cast<void*>(m.begin), m.end - m.begin, MADV_DONTNEED) == 0) released += m.resident_kb * 1024;
+    for (const auto& s : releasable_segments(smaps, code_segments_at_start)) {
+        if (s.resident_kb == 0) continue;
+        if (::madvise(reinterpret_cast<void*>(s.begin), s.end - s.begin, MADV_DONTNEED) == 0) released += s.resident_kb * 1024;
     }
     return released;
 }
@@ -163,7 +181,7 @@ void idle_memory_release::release() {
     if (!report) return;
 #if defined(__GLIBC__)
     const auto heap = ::mallinfo2();
-    spdlog::debug("idle for {} s: resident memory {} -> {} kB, {} kB of code and read-only data released (heap: {} kB in use, {} kB free)",
+    spdlog::debug("idle for {} s: resident memory {} -> {} kB, {} kB of code released (heap: {} kB in use, {} kB free)",
                   std::chrono::duration_cast<std::chrono::seconds>(quiet_for_).count(), before, resident_kb(),
                   code / 1024, heap.uordblks / 1024, heap.fordblks / 1024);
 #endif

@@ -2,10 +2,11 @@
 // What a quiet honeypot gives back to the system, much as Postfix's daemons exit after
 // max_idle seconds without a client: once no session has been open for a while after some
 // traffic, the heap's free pages (malloc_trim), the page cache of the store's writing SQLite
-// connection and the resident pages of the code and constants of this program and its
-// libraries go back. Code pages stay in the page cache: what runs again is mapped back by a
-// minor fault (a few dozen faults of 64 KB for a whole session). At start-up, serve() releases the code pages that only start-up ran (TLS, GMime and SQLite
-// initialisation, configuration, rules) the same way.
+// connection and the resident pages of the code and constants of this program and of the
+// libraries it was started with go back. Code pages stay in the page cache: what runs again is
+// mapped back by a minor fault (64 KB at a time). At start-up, serve() releases the code pages
+// that only start-up ran (TLS, GMime and SQLite initialisation, configuration, rules) the same
+// way.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -21,15 +22,16 @@ namespace relaybait::net {
 
 class session_registry;
 
-// Drops the resident pages of the read-only file mappings (the code and constants of this
-// program and of its shared libraries, read-only data files; the mappings stay) and returns
-// how many bytes were resident. Only pages identical to the file's go: a mapping that holds any
-// page this process wrote (copy on write: relocations), resident or swapped out, and every
-// loaded object's RELRO segment (relocated, then made read-only) are never touched, nor are
-// device mappings. 0 when /proc is not available. The files must be replaced by rename, never
-// rewritten in place (the kernel refuses that for a running program on local filesystems;
-// network filesystems may not; package managers rename): a dropped page is read again from
-// the file.
+// Drops the resident pages of the code and constants of the objects loaded with the program
+// (the executable and the shared libraries it was started with: glibc never unloads those;
+// their non-writable PT_LOAD segments, recorded before main) and returns how many bytes were
+// resident. Never a library loaded later with dlopen (glibc's gconv modules, NSS modules: one
+// could be unloaded and its addresses reused between reading /proc/self/smaps and the
+// madvise), never a writable segment or RELRO (relocated data), and never a segment whose
+// mapping holds a page this process wrote (text relocations), resident or swapped out: only
+// pages identical to the file's go. 0 when /proc is not available. A dropped page is read again
+// from the file: the binary and libraries must be replaced by rename (as package managers do),
+// never rewritten in place.
 std::size_t release_file_pages();
 
 struct address_range {
@@ -37,8 +39,11 @@ struct address_range {
     std::uint64_t resident_kb = 0;
 };
 // The part of release_file_pages() that reads /proc/self/smaps (tests feed it text): the
-// read-only file mappings without anonymous or swapped pages that overlap none of `keep`.
-std::vector<address_range> releasable_mappings(std::istream& smaps, const std::vector<address_range>& keep);
+// `segments` every mapping of which is a read-only file mapping without anonymous or swapped
+// pages; resident_kb is the Rss of those mappings.
+std::vector<address_range> releasable_segments(std::istream& smaps, const std::vector<address_range>& segments);
+// The non-writable PT_LOAD segments of the objects loaded with the program (page-aligned).
+const std::vector<address_range>& code_segments_loaded_at_start();
 
 // Frees the heap's unused pages of every malloc arena (no-op outside glibc).
 void release_free_heap_pages();

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 namespace relaybait::relay {
 
 db_change_probe::db_change_probe(std::filesystem::path database, std::chrono::seconds recent_write)
@@ -17,12 +19,18 @@ db_change_probe::file_state db_change_probe::look_at(const std::string& file) {
 
 bool db_change_probe::may_have_changed(clock::time_point now) {
     const auto seen = std::make_pair(look_at(database_), look_at(wal_));
-    const long long now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    const auto ns = [](clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    };
     const long long recent_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(recent_write_).count();
-    const auto written_lately = [&](const file_state& f) { return f.exists && now_ns - f.modified_ns < recent_ns; };
+    // Written less than recent_write before now, or before the previous look (then a write in
+    // the same tick, after that look, would not show).
+    const long long trusted_before_ns = std::min(ns(now), last_ ? ns(last_look_) : ns(now)) - recent_ns;
+    const auto written_lately = [&](const file_state& f) { return f.exists && f.modified_ns > trusted_before_ns; };
 
     const bool maybe = !last_ || *last_ != seen || written_lately(seen.first) || written_lately(seen.second);
     last_ = seen;
+    last_look_ = now;
     return maybe;
 }
 

@@ -7,10 +7,12 @@
 // checkpointed, writes the database file, so it changes a file's size, identity or time.
 //
 // Conservative: it says "maybe" when the signature (identity, size, modification time of both
-// files) differs from the last call's, when a file was modified less than recent_write ago (a
-// second write within the same timestamp tick would leave the time unchanged), and at the
-// first call. A false "maybe" only costs a poll. There is no periodic "maybe" for good measure:
-// every idle minute would then map the SQLite code back in.
+// files) differs from the last call's, at the first call, and when a file's time was less than
+// recent_write before this call or before the previous one: a second write within the
+// timestamp tick of a write already seen leaves size (a WAL restarted in place) and time
+// unchanged, so a time that close to a look is not trusted, once more at the next look
+// whatever the polling interval. A false "maybe" only costs a poll. There is no periodic
+// "maybe" for good measure: every idle minute would then map the SQLite code back in.
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -38,6 +40,7 @@ private:
     std::string database_, wal_;
     std::chrono::seconds recent_write_;
     std::optional<std::pair<file_state, file_state>> last_;
+    clock::time_point last_look_{};
 };
 
 }  // namespace relaybait::relay

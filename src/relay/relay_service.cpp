@@ -178,13 +178,18 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         db_change_probe changes(options.data_dir / "relaybait.db");
         std::optional<std::int64_t> next_due;  // unix seconds, as of the last read of the queue
         bool woken = true;
+        bool read_failed = false;  // the change that asked for it is spent: read again next time
         while (!stopping) {
             auto wait = options.poll_interval;
             try {
                 const auto now = std::chrono::system_clock::now();
                 const bool changed = changes.may_have_changed(now);  // before reading: a later write is seen next time
                 const bool fell_due = next_due && *next_due <= unix_seconds(now);
-                if (changed || woken || fell_due) next_due = read_queue(now);
+                if (changed || woken || fell_due || read_failed) {
+                    read_failed = true;
+                    next_due = read_queue(now);
+                    read_failed = false;
+                }
                 if (next_due) {
                     const auto until = std::chrono::seconds(*next_due - unix_seconds(now));
                     if (until < wait) wait = std::max<std::chrono::milliseconds>(until, std::chrono::milliseconds(50));

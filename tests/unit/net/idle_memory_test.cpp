@@ -90,55 +90,76 @@ TEST(idle_memory, code_pages_are_released_and_mapped_back_when_they_run_again) {
     EXPECT_GT(resident_kb(), 0u);
 }
 
-TEST(idle_memory, only_read_only_file_mappings_without_written_pages_are_releasable) {
+TEST(idle_memory, only_segments_mapped_read_only_from_their_file_without_written_pages_are_releasable) {
     std::istringstream smaps(
         "00400000-00500000 r--p 00000000 fd:01 11 /opt/relay bait/relaybait\n"  // a space in the path
         "Rss:                 100 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
         "VmFlags: rd mr mw me\n"
         "00500000-00900000 r-xp 00100000 fd:01 11 /opt/relay bait/relaybait\n"
         "Rss:                2000 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        // relocated pages: resident (Anonymous) or swapped out (Swap)
-        "00900000-00a00000 r--p 00500000 fd:01 11 /opt/relay bait/relaybait\n"
+        // text relocations: pages written, resident (Anonymous) or swapped out (Swap)
+        "00900000-00a00000 r-xp 00500000 fd:01 12 /usr/lib/libold.so\n"
         "Rss:                  40 kB\nAnonymous:            40 kB\nSwap:                  0 kB\n"
-        "00a00000-00b00000 r--p 00600000 fd:01 11 /opt/relay bait/relaybait\n"
+        "00a00000-00b00000 r--p 00600000 fd:01 12 /usr/lib/libold.so\n"
         "Rss:                   0 kB\nAnonymous:             0 kB\nSwap:                 12 kB\n"
-        // inside a RELRO range given as `keep`, although nothing is written today
-        "00b00000-00c00000 r--p 00700000 fd:01 11 /opt/relay bait/relaybait\n"
+        // a segment split in two mappings (mprotect), both clean
+        "00b00000-00b80000 r-xp 00000000 fd:01 13 /usr/lib/libc.so.6\n"
+        "Rss:                 300 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        "00b80000-00c00000 r--p 00080000 fd:01 13 /usr/lib/libc.so.6\n"
+        "Rss:                  20 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
+        // something else now where a segment was: writable, anonymous, a device
+        "00c00000-00d00000 rw-p 00000000 fd:01 14 /usr/lib/libgone.so\n"
         "Rss:                   8 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "00c00000-00d00000 rw-p 00800000 fd:01 11 /opt/relay bait/relaybait\n"
-        "Rss:                   8 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "00d00000-00e00000 r-xp 00000000 fd:01 12 /usr/lib/libc.so.6\n"
-        "Rss:                 900 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        // the other RELRO range: a library's
-        "00e00000-00e10000 r--p 00100000 fd:01 12 /usr/lib/libc.so.6\n"
-        "Rss:                  16 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "00f00000-01000000 r-xp 00000000 fd:01 13 /opt/relay bait/relaybait (deleted)\n"
-        "Rss:                  50 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "01000000-01100000 r--s 00000000 fd:01 14 /var/lib/GeoIP/GeoLite2-ASN.mmdb\n"
-        "Rss:                  60 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "01100000-01200000 rw-s 00000000 fd:01 15 /var/lib/relaybait/relaybait.db-shm\n"
-        "Rss:                  32 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "01200000-01300000 r--s 00000000 00:05 16 /dev/some-device\n"
+        "00d00000-00e00000 r--p 00000000 00:00 0 \n"
+        "Rss:                   4 kB\nAnonymous:             4 kB\nSwap:                  0 kB\n"
+        "00e00000-00f00000 r--s 00000000 00:05 16 /dev/some-device\n"
         "Rss:                  64 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "01300000-01400000 r--p 00000000 00:00 0 \n"
-        "Rss:                   4 kB\nAnonymous:             0 kB\nSwap:                  0 kB\n"
-        "7ffd1000-7ffd3000 r-xp 00000000 00:00 0                          [vdso]\n"
-        "Rss:                   8 kB\nAnonymous:             0 kB\n"
         "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
         "Rss:                   0 kB\nAnonymous:             0 kB\n");
-    const std::vector<address_range> relro{{0x00b00000, 0x00b10000, 0}, {0x00e08000, 0x00e09000, 0}};
-    const auto found = releasable_mappings(smaps, relro);
-    ASSERT_EQ(found.size(), 5u);
+    const std::vector<address_range> segments{
+        {0x00400000, 0x00500000, 0}, {0x00500000, 0x00900000, 0},  // the program: releasable
+        {0x00900000, 0x00a00000, 0}, {0x00a00000, 0x00b00000, 0},  // written pages
+        {0x00b00000, 0x00c00000, 0},                               // split: releasable
+        {0x00c00000, 0x00d00000, 0}, {0x00d00000, 0x00e00000, 0}, {0x00e00000, 0x00f00000, 0},
+        {0x01000000, 0x01100000, 0},  // not mapped at all
+    };
+    const auto found = releasable_segments(smaps, segments);
+    ASSERT_EQ(found.size(), 3u);
     EXPECT_EQ(found[0].begin, 0x00400000u);
     EXPECT_EQ(found[0].end, 0x00500000u);
     EXPECT_EQ(found[0].resident_kb, 100u);
     EXPECT_EQ(found[1].begin, 0x00500000u);
     EXPECT_EQ(found[1].resident_kb, 2000u);
-    EXPECT_EQ(found[2].begin, 0x00d00000u);  // a library's code
-    EXPECT_EQ(found[2].resident_kb, 900u);
-    EXPECT_EQ(found[3].begin, 0x00f00000u);  // the file is gone, its pages stay reachable through the mapping
-    EXPECT_EQ(found[4].begin, 0x01000000u);  // a read-only data file
-    EXPECT_EQ(found[4].resident_kb, 60u);
+    EXPECT_EQ(found[2].begin, 0x00b00000u);
+    EXPECT_EQ(found[2].end, 0x00c00000u);
+    EXPECT_EQ(found[2].resident_kb, 320u);
+}
+
+int writable_global = 7;
+
+bool in_any(const std::vector<address_range>& ranges, const void* address) {
+    const auto a = reinterpret_cast<std::uintptr_t>(address);
+    for (const auto& r : ranges)
+        if (a >= r.begin && a < r.end) return true;
+    return false;
+}
+
+// What may be released: the code of the program and of the libraries it started with; never
+// its data, never a library opened later (it could be closed and its addresses reused).
+TEST(idle_memory, only_code_of_objects_loaded_with_the_program_is_a_candidate) {
+    const auto& segments = code_segments_loaded_at_start();
+    EXPECT_TRUE(in_any(segments, reinterpret_cast<const void*>(&own_executable)));
+    EXPECT_TRUE(in_any(segments, reinterpret_cast<const void*>(&::snprintf)));
+    EXPECT_FALSE(in_any(segments, &writable_global));
+    void* later = ::dlopen("libresolv.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (later == nullptr) GTEST_SKIP() << "no library to open: " << ::dlerror();
+    void* symbol = ::dlsym(later, "__b64_ntop");  // defined in libresolv itself (most of it moved to libc)
+    Dl_info info{};
+    ASSERT_NE(symbol, nullptr) << ::dlerror();
+    ASSERT_NE(::dladdr(symbol, &info), 0);
+    ASSERT_NE(std::string(info.dli_fname).find("libresolv"), std::string::npos) << info.dli_fname;
+    EXPECT_FALSE(in_any(segments, symbol));
+    ::dlclose(later);
 }
 
 TEST(idle_memory, releases_once_after_a_quiet_spell_that_followed_a_session) {

@@ -71,8 +71,25 @@ TEST(db_change_probe, a_file_written_lately_may_change_again_within_its_timestam
     set_modified(db, now - 1s);
     db_change_probe probe(db, 2s);
     EXPECT_TRUE(probe.may_have_changed(now));
-    EXPECT_TRUE(probe.may_have_changed(now + 500ms));  // unchanged, but written 1.5 s ago
-    EXPECT_FALSE(probe.may_have_changed(now + 1500ms));  // 2.5 s ago
+    EXPECT_TRUE(probe.may_have_changed(now + 500ms));   // unchanged, but written 1.5 s ago
+    EXPECT_TRUE(probe.may_have_changed(now + 1500ms));  // written 1.5 s before the previous look
+    EXPECT_FALSE(probe.may_have_changed(now + 3500ms));  // 2.5 s before the previous look
+}
+
+// Polls further apart than the window: a write seen just before a look may hide a second one
+// in the same timestamp tick, after the look; the next look says "maybe" once more.
+TEST(db_change_probe, a_look_right_after_a_write_is_not_trusted_whatever_the_polling_interval) {
+    test::temp_dir dir;
+    const auto db = dir.path / "relaybait.db";
+    append(db, "database");
+    const auto now = clock::now();
+    set_modified(db, now - 1h);
+    db_change_probe probe(db, 2s);
+    EXPECT_TRUE(probe.may_have_changed(now));  // the first look
+    set_modified(db, now + 4500ms);            // a write half a second before the next look
+    EXPECT_TRUE(probe.may_have_changed(now + 5s));
+    EXPECT_TRUE(probe.may_have_changed(now + 10s));   // nothing new shows, but it could hide
+    EXPECT_FALSE(probe.may_have_changed(now + 15s));  // that look came long after the write
 }
 
 TEST(db_change_probe, an_idle_database_stays_quiet_for_hours) {
