@@ -63,7 +63,9 @@ struct message_statistics {
 // touched when carved up at the first read); every connection allocates its cache pages one
 // by one as it reads, up to the same cache_size. When SQLite was already initialised (a
 // connection opened first), SQLite refuses the change (harmless: the default stays; logged
-// once at debug level) and this returns false.
+// once at debug level) and this returns false. Call it before any thread uses SQLite:
+// sqlite3_config is not thread-safe (the call_once inside serialises only this function, not
+// it against SQLite used elsewhere).
 bool configure_sqlite_for_server();
 
 class database {

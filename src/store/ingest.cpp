@@ -10,6 +10,7 @@
 #include "store/sha256.hpp"
 #include "store/store_log.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -20,17 +21,20 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace relaybait::store {
@@ -40,12 +44,39 @@ using detail::log_warning;
 namespace {
 // Written at a clean stop, removed at start: its absence at start means a crash.
 constexpr const char* clean_stop_marker = "relaybait.clean-stop";
+// Ids of the message rows of batches whose flush failed, one a line: checked at the next start.
+constexpr const char* unflushed_list = "relaybait.unflushed";
+constexpr std::uint64_t max_unflushed_ids = 100'000;
 // Bytes a message may queue in memory before a writer starts on its file (see append()).
 constexpr std::uint64_t write_behind_bytes = 64 * 1024;
 
 std::string errno_text(const char* what, const fs::path& p) {
     return std::string(what) + " " + p.string() + ": " + std::strerror(errno);
 }
+
+// A descriptor, closed when its owner goes.
+class unique_fd {
+public:
+    unique_fd() = default;
+    explicit unique_fd(int fd) : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& other) noexcept {
+        if (this != &other) {
+            if (fd_ >= 0) ::close(fd_);
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    int get() const { return fd_; }
+
+private:
+    int fd_ = -1;
+};
 
 }  // namespace
 
@@ -158,6 +189,9 @@ struct ingest::impl {
     std::atomic<std::uint64_t> committed{0};
     std::atomic<std::uint64_t> file_sync_us{0};
     std::atomic<bool> flush_failed{false};  // since start: then no clean-stop marker
+    // Ids listed in DATA/relaybait.unflushed since start (list_unflushed).
+    std::mutex unflushed_mutex;
+    std::uint64_t unflushed_listed = 0;  // guarded by unflushed_mutex
 
     using clock = std::chrono::steady_clock;
     static std::uint64_t micros(clock::time_point since) {
@@ -184,6 +218,11 @@ struct ingest::impl {
             ::close(lock_fd);
             throw std::runtime_error(lock_path.string() + ": data directory in use by another relaybait process");
         }
+        // Each flusher's own descriptor of the maildir for its syncfs, open before any message
+        // is written and for as long as the flusher runs: syncfs reports a write error only to
+        // descriptors that were open when it happened (Linux >= 5.8), so a descriptor opened
+        // for each flush would miss the errors of the writes that came before it.
+        std::vector<unique_fd> flush_dirs;
         try {
             db = std::make_unique<database>(options.data_dir / "relaybait.db", database::mode::read_write);
             create_maildir_folder(maildir, "");
@@ -198,12 +237,21 @@ struct ingest::impl {
             } else {
                 counters.recovered_rows = remove_unacknowledged_rows();
             }
+            counters.recovered_rows += check_unflushed_rows();
             // One syncfs after the COMMIT makes the files, their names and the WAL durable
             // together, so the connection skips its own WAL fsync: when the maildir and the
             // database share a filesystem, which is the default layout.
             const bool one_flush = options.fsync && options.sync == sync_method::syncfs &&
                                    same_filesystem(options.data_dir / "relaybait.db", maildir);
             db->sync_each_commit(!one_flush);
+            if (options.fsync && options.sync == sync_method::syncfs) {
+                flush_dirs.reserve(flushers);
+                for (unsigned i = 0; i < flushers; ++i) {
+                    const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                    if (fd < 0) throw std::runtime_error(errno_text("cannot open", maildir));
+                    flush_dirs.emplace_back(fd);
+                }
+            }
         } catch (...) {
             ::close(lock_fd);
             throw;
@@ -213,7 +261,9 @@ struct ingest::impl {
             writers.emplace_back([this] { threads::become_background_thread("rb-store-write"), writer_loop(); });
         committer = std::thread([this] { threads::become_background_thread("rb-store-db"), committer_loop(); });
         for (unsigned i = 0; i < flushers; ++i)
-            durable_threads.emplace_back([this] { threads::become_background_thread("rb-store-sync"), durable_loop(); });
+            durable_threads.emplace_back([this, dir = i < flush_dirs.size() ? std::move(flush_dirs[i]) : unique_fd()] {
+                threads::become_background_thread("rb-store-sync"), durable_loop(dir.get());
+            });  // the thread's copy of the lambda, and so `dir`, is destroyed when the thread ends
     }
 
     ~impl() {
@@ -577,7 +627,8 @@ struct ingest::impl {
         counters.rename_us += micros(t0);
     }
 
-    void durable_loop() {
+    // maildir_fd: this flusher's own descriptor of the maildir (syncfs), -1 when not used.
+    void durable_loop(int maildir_fd) {
         for (;;) {
             std::deque<batch_work> work;
             {
@@ -587,7 +638,8 @@ struct ingest::impl {
                 work.swap(committed_batches);
             }
             durable_taken.notify_all();
-            const std::string error = make_durable(work);
+            const std::string error = make_durable(work, maildir_fd);
+            if (!error.empty()) list_unflushed(work);
             for (auto& w : work) acknowledge(w, error);
         }
     }
@@ -595,7 +647,7 @@ struct ingest::impl {
     // Returns "" or what failed. syncfs: one flush for the files, their names and the WAL.
     // per_file: the writers fdatasync'd the files and COMMIT fsync'd the WAL; the names need
     // their new/ directories fsync'd.
-    std::string make_durable(std::deque<batch_work>& work) {
+    std::string make_durable(std::deque<batch_work>& work, int maildir_fd) {
         if (!options.fsync) return {};
         const auto t0 = clock::now();
         std::string error;
@@ -603,9 +655,7 @@ struct ingest::impl {
             if (const int failed = options.flush_for_tests(); failed != 0)
                 error = "flush of " + maildir.string() + ": " + std::strerror(failed);
         } else if (options.sync == sync_method::syncfs) {
-            const int fd = ::open(maildir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd < 0 || ::syncfs(fd) != 0) error = errno_text("syncfs", maildir);
-            if (fd >= 0) ::close(fd);
+            if (::syncfs(maildir_fd) != 0) error = errno_text("syncfs", maildir);
             file_sync_us += micros(t0);
         } else {
             std::set<std::string> dirs;
@@ -625,6 +675,52 @@ struct ingest::impl {
             flush_failed = true;
         }
         return error;
+    }
+
+    // After a failed flush the kernel may have dropped the data of those batches' files, and
+    // the start-up check after a crash looks only at the newest rows: their ids are appended to
+    // DATA/relaybait.unflushed, which the next start checks in full (check_unflushed_rows).
+    // Best effort (the filesystem just failed a flush), and bounded: past max_unflushed_ids
+    // ids no more are listed.
+    void list_unflushed(const std::deque<batch_work>& work) {
+        std::lock_guard lock(unflushed_mutex);
+        std::string lines;
+        std::uint64_t listed = 0;
+        bool full = false;
+        for (const auto& w : work)
+            for (std::size_t i = 0; i < w.batch.size() && !full; ++i) {
+                if (!w.ok[i] || w.batch[i]->dropped || w.results[i].message_id == 0) continue;  // no row, or no file
+                full = unflushed_listed + listed == max_unflushed_ids;
+                if (!full) lines += std::to_string(w.results[i].message_id) + "\n", ++listed;
+            }
+        const fs::path path = options.data_dir / unflushed_list;
+        if (full)
+            log_warning(path.string() + " lists " + std::to_string(max_unflushed_ids) +
+                        " ids: the rows of further failed flushes are not listed (the next start checks only the newest rows for them)");
+        if (lines.empty()) return;
+        const unique_fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+        if (fd.get() < 0) {
+            log_warning(errno_text("cannot open", path) + ": the rows of the failed flush are not listed");
+            return;
+        }
+        for (std::size_t done = 0; done < lines.size();) {
+            const ssize_t n = ::write(fd.get(), lines.data() + done, lines.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                log_warning(errno_text("write", path) + ": the rows of the failed flush are not all listed");
+                return;
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        if (::fdatasync(fd.get()) != 0) log_warning(errno_text("fdatasync", path));
+        if (unflushed_listed == 0) {  // its name too, once
+            try {
+                fsync_directory(options.data_dir);
+            } catch (const std::exception& e) {
+                log_warning(e.what());
+            }
+        }
+        unflushed_listed += listed;
     }
 
     // The callbacks of one committed batch, after the flush. When the flush failed, the
@@ -728,7 +824,9 @@ struct ingest::impl {
     // Dovecot, in cur/): size from the name's S=, SHA-256 of the bytes after the trace headers.
     // A row that does not match is removed and its file moved to DATA/maildir-recovered/:
     // never acknowledged, not counted. (A message expunged over IMAP in that last minute before
-    // a crash looks the same and loses its row too.)
+    // a crash looks the same and loses its row too.) A file that cannot be looked at (an error
+    // other than "no such file": permissions, EIO, no descriptor left) proves nothing: its row
+    // is kept, with a warning.
     std::uint64_t remove_unacknowledged_rows() {
         std::uint64_t removed = 0;
         const auto rows = db->list_messages({.limit = (2 + flushers) * options.max_batch});
@@ -736,28 +834,77 @@ struct ingest::impl {
         const auto newest = unix_seconds(rows.front().received_at);
         for (const auto& row : rows) {
             if (newest - unix_seconds(row.received_at) > 60) break;  // newest first: older rows were flushed
-            if (row.maildir_path.empty()) continue;                 // dropped: no file
-            const auto file = locate_message_file(options.data_dir, row);
-            if (file && stored_whole(*file, row)) continue;
-            log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") has no whole file at " +
-                        row.maildir_path + " (a crash before its flush; never acknowledged): removed");
-            if (file) {
-                // Labelled like recover_maildir's: folder, new/ or cur/, name.
-                const std::string label = (row.folder.empty() ? std::string("INBOX") : row.folder.substr(1)) + "_" +
-                                          file->parent_path().filename().string() + "_" + file->filename().string();
-                try {
-                    move_to_recovered(options.data_dir, *file, label);
-                    fsync_directory(file->parent_path());
-                    fsync_directory(options.data_dir / "maildir-recovered");
-                } catch (const std::exception& e) {
-                    log_warning("row " + std::to_string(row.id) + " kept: " + e.what());  // its file stays in view
-                    continue;
-                }
-            }
-            db->delete_message(row.id);
-            ++removed;
+            removed += remove_if_not_whole(row);
         }
         return removed;
+    }
+
+    // At start, when DATA/relaybait.unflushed exists (list_unflushed): each row it lists is
+    // checked like the newest rows after a crash, whatever its age; then the list goes (the
+    // deletions are committed by then: autocommit, synchronous=FULL until the threads start).
+    std::uint64_t check_unflushed_rows() {
+        const fs::path path = options.data_dir / unflushed_list;
+        std::error_code ec;
+        if (!fs::exists(path, ec)) return 0;
+        std::ifstream list(path);
+        if (!list) {
+            log_warning(errno_text("cannot open", path) + ": the rows of earlier failed flushes are not checked");
+            return 0;
+        }
+        std::uint64_t removed = 0;
+        for (std::string line; std::getline(list, line);) {
+            std::int64_t id = 0;
+            const auto [end, failed] = std::from_chars(line.data(), line.data() + line.size(), id);
+            if (failed != std::errc() || end != line.data() + line.size()) continue;  // a torn last line
+            if (const auto row = db->find_message(id)) removed += remove_if_not_whole(*row);
+        }
+        if (list.bad()) {
+            log_warning("cannot read " + path.string() + ": kept for the next start");
+            return removed;
+        }
+        list.close();
+        if (::unlink(path.c_str()) != 0) {
+            log_warning(errno_text("cannot remove", path) + " (its rows are checked again at the next start)");
+        } else {
+            try {
+                fsync_directory(options.data_dir);
+            } catch (const std::exception& e) {
+                log_warning(e.what());
+            }
+        }
+        return removed;
+    }
+
+    // The check of one row (of a dropped message: none): 1 when it was removed, its file (what
+    // is left of it) moved to DATA/maildir-recovered/.
+    std::uint64_t remove_if_not_whole(const message_record& row) {
+        if (row.maildir_path.empty()) return 0;  // dropped: no file
+        const fs::path recorded = options.data_dir / row.maildir_path;
+        const auto file = locate_message_file(options.data_dir, row);
+        const file_check check = file ? check_whole(*file, row) : check_not_found(recorded);
+        if (check.verdict == file_check::whole) return 0;
+        if (check.verdict == file_check::unreadable) {
+            log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") kept: cannot check its file " +
+                        (file ? *file : recorded).string() + ": " + std::strerror(check.error));
+            return 0;
+        }
+        log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") has no whole file at " +
+                    row.maildir_path + " (a crash before its flush, or a failed flush: never acknowledged): removed");
+        if (file) {
+            // Labelled like recover_maildir's: folder, new/ or cur/, name.
+            const std::string label = (row.folder.empty() ? std::string("INBOX") : row.folder.substr(1)) + "_" +
+                                      file->parent_path().filename().string() + "_" + file->filename().string();
+            try {
+                move_to_recovered(options.data_dir, *file, label);
+                fsync_directory(file->parent_path());
+                fsync_directory(options.data_dir / "maildir-recovered");
+            } catch (const std::exception& e) {
+                log_warning("row " + std::to_string(row.id) + " kept: " + e.what());  // its file stays in view
+                return 0;
+            }
+        }
+        db->delete_message(row.id);
+        return 1;
     }
 
     // "2026-11-23T18:07:03.123456Z" -> seconds since the epoch (0 when unreadable).
@@ -771,45 +918,61 @@ struct ingest::impl {
         return static_cast<std::int64_t>(::timegm(&tm));
     }
 
-    static bool stored_whole(const fs::path& file, const message_record& row) {
+    // What the start-up check learnt of a row's file.
+    struct file_check {
+        enum { whole, not_whole, unreadable } verdict;
+        int error = 0;  // errno, when unreadable
+    };
+
+    // locate_message_file found no regular file for the row. Gone (not whole) only when the
+    // lookups failed with ENOENT; a name that is there but not a regular file, or a new/ or
+    // cur/ that cannot be searched, says nothing about the message.
+    static file_check check_not_found(const fs::path& recorded) {
+        struct stat st {};
+        if (::stat(recorded.c_str(), &st) == 0) return {file_check::unreadable, S_ISDIR(st.st_mode) ? EISDIR : EINVAL};
+        if (errno != ENOENT) return {file_check::unreadable, errno};
+        const fs::path cur = recorded.parent_path().parent_path() / "cur";
+        if (DIR* listing = ::opendir(cur.c_str())) {
+            ::closedir(listing);
+        } else if (errno != ENOENT) {
+            return {file_check::unreadable, errno};
+        }
+        return {file_check::not_whole};
+    }
+
+    // Whole: the file's size is the S= of its name, and the SHA-256 of its last row.size bytes
+    // (the message after the trace headers) is the row's. Missing, short or other bytes: not
+    // whole; any other failure to open or read it: unreadable.
+    static file_check check_whole(const fs::path& file, const message_record& row) {
         const std::string name = file.filename().string();
         const auto s_at = name.rfind(",S=");
-        if (s_at == std::string::npos) return false;
+        if (s_at == std::string::npos) return {file_check::not_whole};
         std::uint64_t named_size = 0;
         try {
             named_size = std::stoull(name.substr(s_at + 3));
         } catch (const std::exception&) {
-            return false;
+            return {file_check::not_whole};
         }
-        std::error_code ec;
-        const auto actual = fs::file_size(file, ec);
-        if (ec || actual != named_size || named_size < row.size) return false;
-        // The message follows the trace headers: its last row.size bytes.
-        return sha256_of_tail(file, named_size - row.size, named_size) == row.sha256;
-    }
-
-    // SHA-256 of `file` from byte `from` to its end, which must be at `end`; nullopt when it
-    // cannot be read so. The hasher is made first: a throw leaves no descriptor open.
-    static std::optional<std::string> sha256_of_tail(const fs::path& file, std::uint64_t from, std::uint64_t end) {
-        store::sha256 hash;
-        const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return std::nullopt;
+        // Allocated before the open, and the descriptor owned: a throw leaves none open.
         std::vector<char> buffer(64 * 1024);
-        auto at = static_cast<off_t>(from);
-        bool whole = false;
+        store::sha256 hash;
+        const unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+        if (fd.get() < 0) return errno == ENOENT ? file_check{file_check::not_whole} : file_check{file_check::unreadable, errno};
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) return {file_check::unreadable, errno};
+        if (!S_ISREG(st.st_mode)) return {file_check::unreadable, S_ISDIR(st.st_mode) ? EISDIR : EINVAL};
+        if (static_cast<std::uint64_t>(st.st_size) != named_size || named_size < row.size) return {file_check::not_whole};
+        auto at = static_cast<off_t>(named_size - row.size);
         for (;;) {
-            const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), at);
+            const ssize_t n = ::pread(fd.get(), buffer.data(), buffer.size(), at);
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                whole = n == 0 && static_cast<std::uint64_t>(at) == end;
-                break;
-            }
+            if (n < 0) return {file_check::unreadable, errno};
+            if (n == 0) break;
             hash.update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
             at += n;
         }
-        ::close(fd);
-        if (!whole) return std::nullopt;
-        return hash.hex_digest();
+        if (static_cast<std::uint64_t>(at) != named_size) return {file_check::not_whole};  // shrank meanwhile
+        return {hash.hex_digest() == row.sha256 ? file_check::whole : file_check::not_whole};
     }
 
     static bool same_filesystem(const fs::path& a, const fs::path& b) {

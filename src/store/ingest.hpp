@@ -9,7 +9,8 @@
 // Contract changes: none removed or changed. Added: ingest_options::{hostname,
 // writer_threads, sync}, ingest_stats and ingest::stats(), store/maildir.hpp helpers
 // (valid_folder_name for config validation); ingest_options::flush_for_tests and
-// ingest::database_synchronous_level() (so tests reach the flush and the synchronous choice).
+// ingest::database_synchronous_level() (so tests reach the flush and the synchronous choice);
+// DATA/relaybait.unflushed, the rows of failed flushes checked at the next start (below).
 //
 // The write path, in order, for each message:
 //  1. writer thread (per-message order kept like a strand): opens maildir/<folder>/tmp/<name>
@@ -30,7 +31,9 @@
 //     b) ONE flush for every batch committed meanwhile, then each done(ok=true): by default
 //        syncfs, which makes the file data, the names in new/ and the WAL durable together
 //        (the connection runs synchronous=NORMAL: its COMMIT does not fsync; when the
-//        database is on another filesystem than the maildir it stays synchronous=FULL);
+//        database is on another filesystem than the maildir it stays synchronous=FULL); each
+//        flusher calls it on its own descriptor of the maildir, open since the start (syncfs
+//        reports only the write errors that happened while the descriptor was open);
 //        with sync::per_file, the writers fdatasync'd each file, COMMIT fsync'd the WAL, and
 //        each destination new/ is fsync'd here.
 //     Stage a) of batch N+1 runs while stage b) flushes batch N; a 250 waits for both.
@@ -50,7 +53,14 @@
 //    minute) are checked against their files in new/ or cur/ (size in the name's S=, SHA-256
 //    of the message bytes): a row whose file did not reach the disk whole is removed, its
 //    file moved out (a crash between the COMMIT and the flush: never acknowledged, the client
-//    saw no 250 and retries).
+//    saw no 250 and retries). A row whose file is missing (ENOENT), short or not the bytes
+//    hashed is removed; one whose file cannot be opened or read for another reason (EACCES,
+//    EIO, EMFILE, a directory in its place) is kept, with a warning naming the file;
+//  - the rows of batches whose flush failed, whatever their age: a failed flush appends their
+//    ids to DATA/relaybait.unflushed (one a line, fdatasync'd, best effort; at most 100,000
+//    ids, then a warning), and the next start checks each listed row the same way, then
+//    removes the list once the deletions are committed. (A listed message expunged over IMAP
+//    before that start loses its row too.)
 // So "counted" == "acknowledged or complete"; cur/ belongs to Dovecot and is never written.
 // A dropped row has no path (NULL in the database) and needs no file.
 // One process per data directory: DATA/relaybait.lock is flock'd (a second ingest throws).
@@ -83,6 +93,8 @@ struct ingest_options {
     // Tests only (a flush cannot be made to fail otherwise): when set, called instead of the
     // flush after each COMMIT (the syncfs, or the fsyncs of the new/ directories) and answered
     // like it: 0 = flushed, else the errno it failed with. Ignored when fsync is false.
+    // It is called from both flusher threads (rb-store-sync), possibly at the same time: it
+    // must be thread-safe. Its time is not counted in ingest_stats (file_sync_us, dir_sync_us).
     std::function<int()> flush_for_tests;
 };
 
@@ -95,7 +107,7 @@ struct ingest_stats {
     std::uint64_t recovered_orphans = 0;  // found in new/ without a row at start, moved likewise
     std::uint64_t recovered_rows = 0;     // rows without their whole file at start: removed
     // Where the time goes (microseconds, summed): file syncs (per-file fdatasync on the
-    // writers, or syncfs on the committer), renames, new/ directory fsyncs, SQLite transactions.
+    // writers, or syncfs on the flushers), renames, new/ directory fsyncs, SQLite transactions.
     std::uint64_t file_sync_us = 0, rename_us = 0, dir_sync_us = 0, db_us = 0;
 };
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -20,11 +21,14 @@ namespace {
 
 struct temp_dir {
     fs::path path;
-    temp_dir() {
+    temp_dir() {  // path stays empty when mkdtemp fails
         std::string tmpl = (fs::temp_directory_path() / "relaybait-events-XXXXXX").string();
-        path = ::mkdtemp(tmpl.data());
+        if (const char* made = ::mkdtemp(tmpl.data())) path = made;
     }
-    ~temp_dir() { fs::remove_all(path); }
+    ~temp_dir() {
+        std::error_code ec;
+        if (!path.empty()) fs::remove_all(path, ec);
+    }
 };
 
 std::vector<std::string> read_lines(const fs::path& file) {
@@ -221,17 +225,27 @@ TEST(EventLog, FlushDestructionAndFullBatchesDoNotWaitForTheLinger) {
 }
 
 // The writer never preempts the network thread when it wakes (common/background_thread.hpp).
+// It names itself and takes SCHED_BATCH once it runs (the constructor does not wait for that):
+// polled until it has.
 TEST(EventLog, TheWriterIsABatchThreadNamedForTop) {
     temp_dir dir;
     event_log log(event_log_options{dir.path / "events.jsonl"});
-    int found = 0;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream comm(task.path() / "comm");
-        std::string name;
-        std::getline(comm, name);
-        if (name != "rb-events") continue;
-        ++found;
-        EXPECT_EQ(::sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string()))), SCHED_BATCH);
-    }
-    EXPECT_EQ(found, 1);
+    // The scheduling policy of each thread of this process named rb-events (Linux: /proc/self/task).
+    const auto writers = [] {
+        std::vector<int> policies;
+        std::error_code ec;
+        for (fs::directory_iterator it("/proc/self/task", ec), end; !ec && it != end; it.increment(ec)) {
+            std::ifstream comm(it->path() / "comm");
+            std::string name;
+            if (!std::getline(comm, name) || name != "rb-events") continue;  // or the thread ended
+            policies.push_back(::sched_getscheduler(static_cast<pid_t>(std::stol(it->path().filename().string()))));
+        }
+        return policies;
+    };
+    auto found = writers();
+    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+         !(found.size() == 1 && found[0] == SCHED_BATCH) && std::chrono::steady_clock::now() < deadline; found = writers())
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_EQ(found[0], SCHED_BATCH);
 }

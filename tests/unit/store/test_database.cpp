@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <thread>
 
 using namespace relaybait::store;
@@ -553,30 +555,46 @@ void create_database(const std::filesystem::path& file) { database created(file,
 
 // Set up before SQLite's first use (as serve() does), a connection allocates its cache pages
 // as it reads instead of a bulk block of 20 at its first read; set up later, SQLite refuses
-// the change: reported (false), harmless, the connections keep working.
+// the change: reported (false), harmless, the connections keep working. Later calls answer
+// what the first did without asking SQLite again (which would now refuse).
 TEST(ConfigureSqliteForServer, SavesTheBulkCacheOnlyWhenCalledBeforeSqliteIsUsed) {
-    // A child that re-runs only this test: SQLite is not initialised there yet.
+    // A child that re-runs only this test: SQLite is not initialised there yet. Everything
+    // before EXPECT_EXIT runs in the child too, so nothing here may touch SQLite.
+    struct restore_style {
+        std::string saved = GTEST_FLAG_GET(death_test_style);
+        ~restore_style() { GTEST_FLAG_SET(death_test_style, saved); }
+    } restore;
     GTEST_FLAG_SET(death_test_style, "threadsafe");
-    constexpr int refused = 255;
+    constexpr int refused = 255, asked_again = 254;
     std::int64_t configured_kib = -1;
     EXPECT_EXIT(
         {
-            const bool applied = configure_sqlite_for_server() && configure_sqlite_for_server();
-            temp_dir dir;
-            create_database(dir.path / "r.db");
-            std::exit(applied ? static_cast<int>(std::min<std::int64_t>(heap_kib_of_one_reader(dir.path / "r.db"), 254))
-                              : refused);
+            int code = refused;
+            if (configure_sqlite_for_server()) {
+                temp_dir dir;  // removed before _exit (std::exit would skip its destructor)
+                create_database(dir.path / "r.db");  // SQLite is initialised from here on
+                code = !configure_sqlite_for_server()
+                           ? asked_again
+                           : static_cast<int>(std::min<std::int64_t>(heap_kib_of_one_reader(dir.path / "r.db"), 253));
+            }
+            ::_exit(code);
         },
         [&](int status) {
             configured_kib = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-            return configured_kib >= 0 && configured_kib != refused;
+            return configured_kib >= 0;
         },
         "");
 
     temp_dir dir;
+    ASSERT_FALSE(dir.path.empty());
     create_database(dir.path / "r.db");  // SQLite is initialised in this process now
     EXPECT_FALSE(configure_sqlite_for_server());
     const std::int64_t default_kib = heap_kib_of_one_reader(dir.path / "r.db");
+    if (default_kib < 40)
+        GTEST_SKIP() << "a reader takes " << default_kib << " KiB with SQLite's defaults: this SQLite keeps no "
+                     << "memory statistics or does no bulk page-cache preallocation, nothing to compare";
+    ASSERT_NE(configured_kib, refused) << "SQLite refused the set-up before its first use";
+    ASSERT_NE(configured_kib, asked_again) << "a later call asked SQLite again instead of answering the first result";
     EXPECT_LT(configured_kib + 32, default_kib) << "a reader took " << configured_kib << " KiB configured, "
                                                 << default_kib << " KiB with SQLite's defaults";
 }

@@ -12,12 +12,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -41,6 +45,32 @@ session_record session_row(const std::string& id) {
     s.peer_ip = "198.51.100.7";
     s.started_at = "2026-11-23T18:07:03.000000Z";
     return s;
+}
+
+// Stores one message per record in the inbox ("Subject: <queue id>", then `body`), each
+// answered before the next, then stops cleanly: the answers, in order.
+std::vector<commit_result> store_messages(const fs::path& data_dir, std::vector<message_record> records,
+                                          const std::string& body) {
+    std::vector<commit_result> stored;
+    ingest in({.data_dir = data_dir, .hostname = "mx1.example.com"});
+    for (auto& r : records) {
+        auto m = in.begin_message("", trace);
+        in.append(m, "Subject: " + r.queue_id + "\r\n\r\n" + body);
+        stored.push_back(commit_and_wait(in, m, std::move(r)));
+    }
+    return stored;
+}
+
+std::vector<message_record> records_for(std::initializer_list<const char*> queue_ids) {
+    std::vector<message_record> records;
+    for (const char* id : queue_ids) records.push_back(record_for(id));
+    return records;
+}
+
+testing::AssertionResult all_stored(const std::vector<commit_result>& stored) {
+    for (const auto& r : stored)
+        if (!r.ok) return testing::AssertionFailure() << r.error;
+    return testing::AssertionSuccess();
 }
 
 credential_record credential_row(const std::string& session_id, const std::string& mechanism,
@@ -430,9 +460,13 @@ TEST(Ingest, ThroughputWithManyMessagesInFlight) {
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         EXPECT_EQ(failures, 0);
         EXPECT_EQ(stats.committed, static_cast<std::uint64_t>(total));
-        // Batching happens (how much depends on the machine's load: not asserted further).
+        // Batching happens (how much depends on the machine's load: not asserted further). With
+        // per_file, a slow disk keeps the writers' fdatasyncs the bottleneck and batches small
+        // (largest 7 seen on a loaded machine); one syncfs per batch lets them grow.
         EXPECT_LT(stats.batches, stats.committed);
-        EXPECT_GE(stats.largest_batch, 8u);
+        if (method == sync_method::syncfs) {
+            EXPECT_GE(stats.largest_batch, 8u);
+        }
         std::cout << "[ stats    ] " << (method == sync_method::per_file ? "per_file" : "syncfs  ") << ": " << total
                   << " x 5 KB in " << seconds << " s = " << total / seconds << " msg/s; batches " << stats.batches
                   << " (avg " << double(stats.committed) / double(stats.batches) << ", largest " << stats.largest_batch
@@ -446,16 +480,8 @@ TEST(Ingest, ThroughputWithManyMessagesInFlight) {
 // are removed and what is left of their files is moved out; whole messages keep their rows.
 TEST(Ingest, RowsWithoutTheirWholeFileAreRemovedAtStart) {
     temp_dir dir;
-    std::vector<commit_result> stored;
-    {
-        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
-        for (const char* id : {"4AAAA1", "4BBBB2", "4CCCC3", "4DDDD4"}) {
-            auto m = in.begin_message("", trace);
-            in.append(m, std::string("Subject: ") + id + "\r\n\r\n" + std::string(3000, 'x'));
-            stored.push_back(commit_and_wait(in, m, record_for(id)));
-            ASSERT_TRUE(stored.back().ok) << stored.back().error;
-        }
-    }
+    const auto stored = store_messages(dir.path, records_for({"4AAAA1", "4BBBB2", "4CCCC3", "4DDDD4"}), std::string(3000, 'x'));
+    ASSERT_TRUE(all_stored(stored));
     const auto file_of = [&](std::size_t i) { return dir.path / stored[i].maildir_path; };
     fs::resize_file(file_of(0), fs::file_size(file_of(0)) - 100);  // short: the tail never reached the disk
     {
@@ -483,16 +509,8 @@ TEST(Ingest, RowsWithoutTheirWholeFileAreRemovedAtStart) {
 // such a message was acknowledged long ago and keeps its row.
 TEST(Ingest, RowsAreCheckedOnlyAfterACrashAndFoundInCur) {
     temp_dir dir;
-    std::vector<commit_result> stored;
-    {
-        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
-        for (const char* id : {"4EEEE1", "4FFFF2"}) {
-            auto m = in.begin_message("", trace);
-            in.append(m, std::string("Subject: ") + id + "\r\n\r\nbody");
-            stored.push_back(commit_and_wait(in, m, record_for(id)));
-            ASSERT_TRUE(stored.back().ok) << stored.back().error;
-        }
-    }
+    const auto stored = store_messages(dir.path, records_for({"4EEEE1", "4FFFF2"}), "body");
+    ASSERT_TRUE(all_stored(stored));
     const fs::path in_new = dir.path / stored[0].maildir_path;
     const fs::path in_cur = in_new.parent_path().parent_path() / "cur" / (in_new.filename().string() + ":2,S");
     fs::rename(in_new, in_cur);                      // read over IMAP
@@ -513,6 +531,36 @@ TEST(Ingest, RowsAreCheckedOnlyAfterACrashAndFoundInCur) {
     EXPECT_TRUE(fs::exists(in_cur));
 }
 
+// A file the check cannot open or read for a reason other than "no such file" (EACCES, EIO,
+// EMFILE, a directory in its place) says nothing about the message: the row and the file stay.
+// A missing file still loses its row.
+TEST(Ingest, RowsWhoseFileCannotBeReadAreKeptAtStart) {
+    temp_dir dir;
+    const auto stored = store_messages(dir.path, records_for({"4GGGG1", "4HHHH2", "4IIII3"}), "body");
+    ASSERT_TRUE(all_stored(stored));
+    const auto file_of = [&](std::size_t i) { return dir.path / stored[i].maildir_path; };
+    // A directory in the file's place: opening it O_RDONLY works, reading it fails (EISDIR).
+    fs::remove(file_of(0));
+    fs::create_directory(file_of(0));
+    // Unreadable: only for a user other than root (root reads it anyway; then it stays whole).
+    const bool blocked = ::geteuid() != 0;
+    if (blocked) fs::permissions(file_of(1), fs::perms::none);
+    fs::remove(file_of(2));  // missing: not whole
+    fs::remove(dir.path / "relaybait.clean-stop");  // the process did not stop cleanly
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 1u);
+    }
+    if (blocked) fs::permissions(file_of(1), fs::perms::owner_read | fs::perms::owner_write);
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_TRUE(db.find_message(stored[0].message_id)) << "a file that could not be read lost its row";
+    EXPECT_TRUE(fs::is_directory(file_of(0)));
+    EXPECT_TRUE(db.find_message(stored[1].message_id)) << (blocked ? "an unreadable file lost its row" : "");
+    EXPECT_TRUE(fs::is_regular_file(file_of(1)));
+    EXPECT_FALSE(db.find_message(stored[2].message_id));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 0u);
+}
+
 // Session rows and credentials alone are written once side_linger has passed, not later.
 TEST(Ingest, SessionRowsAloneAreWrittenWithinTheLinger) {
     temp_dir dir;
@@ -528,7 +576,8 @@ TEST(Ingest, SessionRowsAloneAreWrittenWithinTheLinger) {
     const auto waited = std::chrono::steady_clock::now() - start;
     ASSERT_TRUE(db.find_session(s.id)) << "not written within 5 s while the ingest runs";
     EXPECT_GE(waited, linger - std::chrono::milliseconds(50)) << "written before the linger: nothing could ride with it";
-    EXPECT_LT(waited, std::chrono::milliseconds(1500)) << "held well past side_linger";
+    // Generous: a loaded CI machine may be slow to run the committer or this loop.
+    EXPECT_LT(waited, linger + std::chrono::seconds(3)) << "held well past side_linger";
     EXPECT_EQ(in.stats().batches, 0u);
 }
 
@@ -573,6 +622,7 @@ TEST(Ingest, PerFileSyncCommitsWithSynchronousFull) {
 // A syncfs of the maildir's filesystem does not flush a WAL on another one.
 TEST(Ingest, SyncfsWithTheMaildirOnAnotherFilesystemCommitsWithSynchronousFull) {
     temp_dir dir;
+    ASSERT_FALSE(dir.path.empty()) << "cannot create a directory in " << fs::temp_directory_path();
     const fs::path shm = "/dev/shm";
     struct stat data_fs {}, shm_fs {};
     if (::stat(dir.path.c_str(), &data_fs) != 0 || ::stat(shm.c_str(), &shm_fs) != 0 || data_fs.st_dev == shm_fs.st_dev)
@@ -588,19 +638,13 @@ TEST(Ingest, SyncfsWithTheMaildirOnAnotherFilesystemCommitsWithSynchronousFull) 
 // older row is not checked (kept even with a short file), a row within the minute is.
 TEST(Ingest, OnlyRowsOfTheLastMinuteAreCheckedAfterACrash) {
     temp_dir dir;
-    std::vector<commit_result> stored;
-    {
-        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
-        // Oldest first: received 2 minutes, then 30 s, before the newest.
-        for (const char* at : {"2026-11-24T01:00:00.000000Z", "2026-11-24T01:01:30.000000Z", "2026-11-24T01:02:00.000000Z"}) {
-            auto m = in.begin_message("", trace);
-            in.append(m, "Subject: window\r\n\r\n" + std::string(3000, 'x'));
-            auto r = record_for("");
-            r.received_at = at;
-            stored.push_back(commit_and_wait(in, m, r));
-            ASSERT_TRUE(stored.back().ok) << stored.back().error;
-        }
-    }
+    // Oldest first: received 2 minutes, then 30 s, before the newest.
+    auto records = records_for({"4JJJJ1", "4KKKK2", "4LLLL3"});
+    for (std::size_t i = 0; i < records.size(); ++i)
+        records[i].received_at = std::array{"2026-11-24T01:00:00.000000Z", "2026-11-24T01:01:30.000000Z",
+                                            "2026-11-24T01:02:00.000000Z"}[i];
+    const auto stored = store_messages(dir.path, std::move(records), std::string(3000, 'x'));
+    ASSERT_TRUE(all_stored(stored));
     const auto file_of = [&](std::size_t i) { return dir.path / stored[i].maildir_path; };
     for (std::size_t i : {0u, 1u}) fs::resize_file(file_of(i), fs::file_size(file_of(i)) - 100);
     fs::remove(dir.path / "relaybait.clean-stop");  // the process did not stop cleanly
@@ -658,27 +702,112 @@ TEST(Ingest, AFailedFlushAnswersNotOkAndKeepsTheRowsAndFiles) {
     }
 }
 
-namespace {
-// Policies of this process's threads whose names start with `prefix` (Linux: /proc/self/task).
-std::vector<int> scheduling_policies_of_threads_named(const std::string& prefix) {
-    std::vector<int> policies;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream comm(task.path() / "comm");
-        std::string name;
-        std::getline(comm, name);
-        if (name.rfind(prefix, 0) != 0) continue;
-        policies.push_back(::sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string()))));
+// syncfs reports a write error only to descriptors that were open when it happened: each
+// flusher keeps its own descriptor of the maildir, opened before any message is written
+// (in the constructor), for as long as it runs. per_file needs none.
+TEST(Ingest, EachFlusherKeepsItsOwnDescriptorOfTheMaildirForSyncfs) {
+    const auto descriptors_of = [](const fs::path& target) {
+        std::size_t n = 0;
+        std::error_code ec;
+        for (fs::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) {
+            std::error_code link_ec;
+            if (fs::read_symlink(it->path(), link_ec) == target) ++n;
+        }
+        return n;
+    };
+    for (const auto sync : {sync_method::syncfs, sync_method::per_file}) {
+        SCOPED_TRACE(sync == sync_method::syncfs ? "syncfs" : "per_file");
+        temp_dir dir;
+        ASSERT_FALSE(dir.path.empty());
+        const fs::path maildir = fs::canonical(dir.path) / "maildir";
+        {
+            ingest in({.data_dir = dir.path, .sync = sync});
+            EXPECT_EQ(descriptors_of(maildir), sync == sync_method::syncfs ? 2u : 0u);
+            auto m = in.begin_message("", trace);
+            in.append(m, "Subject: fd\r\n\r\nbody");
+            const auto r = commit_and_wait(in, m, record_for("4FDFD1"));
+            EXPECT_TRUE(r.ok) << r.error;
+        }
+        EXPECT_EQ(descriptors_of(maildir), 0u) << "closed when the flushers end";
     }
-    return policies;
+}
+
+// A failed flush lists its rows in DATA/relaybait.unflushed: the next start checks them even
+// when more than a minute of traffic followed (the usual check only looks at the newest rows),
+// then removes the list.
+TEST(Ingest, RowsOfAFailedFlushAreCheckedAtTheNextStartWhateverTheirAge) {
+    temp_dir dir;
+    std::vector<commit_result> stored;
+    {
+        std::atomic<int> flushes{0};
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com", .flush_for_tests = [&flushes] {
+                       return flushes++ == 0 ? EIO : 0;  // the first flush fails
+                   }});
+        // Received 5 minutes apart: the first is far outside the newest row's minute.
+        for (const char* at : {"2026-11-24T01:00:00.000000Z", "2026-11-24T01:05:00.000000Z"}) {
+            auto m = in.begin_message("", trace);
+            in.append(m, "Subject: unflushed\r\n\r\n" + std::string(3000, 'x'));
+            auto r = record_for("");
+            r.received_at = at;
+            stored.push_back(commit_and_wait(in, m, r));
+        }
+        ASSERT_FALSE(stored[0].ok);
+        ASSERT_TRUE(stored[1].ok) << stored[1].error;
+    }
+    EXPECT_EQ(read_file(dir.path / "relaybait.unflushed"), std::to_string(stored[0].message_id) + "\n");
+    database before(dir.path / "relaybait.db", database::mode::read_only);
+    const auto row = before.find_message(stored[0].message_id);
+    ASSERT_TRUE(row) << "the row of a message whose flush failed was removed";
+    const fs::path file = dir.path / row->maildir_path;
+    fs::resize_file(file, fs::file_size(file) - 100);  // the failed flush lost the tail
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 1u);
+    }
+    EXPECT_FALSE(fs::exists(dir.path / "relaybait.unflushed"));
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_FALSE(db.find_message(stored[0].message_id));
+    EXPECT_FALSE(fs::exists(file));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 1u);
+    EXPECT_TRUE(db.find_message(stored[1].message_id));
+}
+
+namespace {
+// This process's threads whose names start with `prefix` (Linux: /proc/self/task): name -> the
+// scheduling policy of each.
+std::multimap<std::string, int> threads_named(const std::string& prefix) {
+    std::multimap<std::string, int> found;
+    std::error_code ec;
+    for (fs::directory_iterator it("/proc/self/task", ec), end; !ec && it != end; it.increment(ec)) {
+        std::ifstream comm(it->path() / "comm");
+        std::string name;
+        if (!std::getline(comm, name) || !name.starts_with(prefix)) continue;  // or the thread ended
+        found.emplace(name, ::sched_getscheduler(static_cast<pid_t>(std::stol(it->path().filename().string()))));
+    }
+    return found;
 }
 }  // namespace
 
 // The store's threads never preempt the network thread when they wake (common/background_thread.hpp).
+// Each names itself and takes SCHED_BATCH once it runs (the constructors do not wait for that):
+// polled until all are there.
 TEST(Ingest, StoreThreadsAreBatchThreads) {
     temp_dir dir;
     ingest in({.data_dir = dir.path});
-    const auto policies = scheduling_policies_of_threads_named("rb-store-");
-    ASSERT_GE(policies.size(), 5u);  // 2 writers, the committer, 2 flushers, the checkpointer
-    for (const int policy : policies) EXPECT_EQ(policy, SCHED_BATCH);
+    // 2 writers (writer_threads), the committer, 2 flushers, the database's WAL checkpointer.
+    const std::map<std::string, std::size_t> expected{
+        {"rb-store-write", 2}, {"rb-store-db", 1}, {"rb-store-sync", 2}, {"rb-store-ckpt", 1}};
+    const auto all_there = [&](const std::multimap<std::string, int>& found) {
+        for (const auto& [name, count] : expected)
+            if (found.count(name) != count) return false;
+        return std::all_of(found.begin(), found.end(), [](const auto& t) { return t.second == SCHED_BATCH; });
+    };
+    auto found = threads_named("rb-store-");
+    for (const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+         !all_there(found) && std::chrono::steady_clock::now() < deadline; found = threads_named("rb-store-"))
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(found.size(), 6u);
+    for (const auto& [name, count] : expected) EXPECT_EQ(found.count(name), count) << name;
+    for (const auto& [name, policy] : found) EXPECT_EQ(policy, SCHED_BATCH) << name;
     EXPECT_NE(::sched_getscheduler(0), SCHED_BATCH);  // the caller's own thread is left alone
 }
