@@ -649,6 +649,11 @@ struct ingest::impl {
     // their new/ directories fsync'd.
     std::string make_durable(std::deque<batch_work>& work, int maildir_fd) {
         if (!options.fsync) return {};
+        // After a failed writeback the page cache no longer tells what is on the disk, and a
+        // later syncfs can return 0 for pages whose error was already reported to another
+        // flush: nothing more is acknowledged until a restart (PostgreSQL's answer to the
+        // same Linux behaviour).
+        if (flush_failed) return "an earlier flush failed: nothing is acknowledged until relaybait restarts";
         const auto t0 = clock::now();
         std::string error;
         if (options.flush_for_tests) {
@@ -671,7 +676,8 @@ struct ingest::impl {
             counters.dir_sync_us += micros(t0);
         }
         if (!error.empty()) {
-            log_warning(error + ": the batch is answered with a temporary failure");
+            log_warning(error + ": the batch is answered with a temporary failure, and every later one too "
+                                "until relaybait restarts");
             flush_failed = true;
         }
         return error;
@@ -691,7 +697,7 @@ struct ingest::impl {
             for (std::size_t i = 0; i < w.batch.size() && !full; ++i) {
                 if (!w.ok[i] || w.batch[i]->dropped || w.results[i].message_id == 0) continue;  // no row, or no file
                 full = unflushed_listed + listed == max_unflushed_ids;
-                if (!full) lines += std::to_string(w.results[i].message_id) + "\n", ++listed;
+                if (!full) lines += std::to_string(w.results[i].message_id) + " " + w.batch[i]->record.queue_id + "\n", ++listed;
             }
         const fs::path path = options.data_dir / unflushed_list;
         if (full)
@@ -703,11 +709,14 @@ struct ingest::impl {
             log_warning(errno_text("cannot open", path) + ": the rows of the failed flush are not listed");
             return;
         }
+        const off_t size_before = ::lseek(fd.get(), 0, SEEK_END);
         for (std::size_t done = 0; done < lines.size();) {
             const ssize_t n = ::write(fd.get(), lines.data() + done, lines.size() - done);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) {
-                log_warning(errno_text("write", path) + ": the rows of the failed flush are not all listed");
+                log_warning(errno_text("write", path) + ": the rows of the failed flush are not listed");
+                // No torn line for the next append to continue (the start-up reads whole lines only).
+                if (size_before >= 0 && ::ftruncate(fd.get(), size_before) != 0) log_warning(errno_text("ftruncate", path));
                 return;
             }
             done += static_cast<std::size_t>(n);
@@ -839,40 +848,49 @@ struct ingest::impl {
         return removed;
     }
 
-    // At start, when DATA/relaybait.unflushed exists (list_unflushed): each row it lists is
-    // checked like the newest rows after a crash, whatever its age; then the list goes (the
-    // deletions are committed by then: autocommit, synchronous=FULL until the threads start).
+    // At start, when DATA/relaybait.unflushed exists (list_unflushed): every row it lists goes,
+    // its file moved to DATA/maildir-recovered/ like the crash check's. Those messages were
+    // answered with a temporary failure (the client retries), and whether their bytes reached
+    // the disk cannot be told: the page cache may still hold pages whose writeback failed, so
+    // reading the file back proves nothing. A line is "<row id> <queue id>\n": only whole lines
+    // whose queue id matches the row count (a torn line, or an id SQLite gave again to a later
+    // message, never removes another row). Then the list goes (the deletions are committed by
+    // then: autocommit, synchronous=FULL until the threads start).
     std::uint64_t check_unflushed_rows() {
         const fs::path path = options.data_dir / unflushed_list;
         std::error_code ec;
         if (!fs::exists(path, ec)) return 0;
-        std::ifstream list(path);
-        if (!list) {
-            log_warning(errno_text("cannot open", path) + ": the rows of earlier failed flushes are not checked");
-            return 0;
-        }
+        std::string text;
+        if (!read_whole_file(path, text))
+            throw std::runtime_error(errno_text("cannot read", path) + " (the rows of earlier failed flushes)");
         std::uint64_t removed = 0;
-        for (std::string line; std::getline(list, line);) {
+        for (std::size_t at = 0, end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
+            const std::string_view line(text.data() + at, end - at);
+            const auto space = line.find(' ');
             std::int64_t id = 0;
-            const auto [end, failed] = std::from_chars(line.data(), line.data() + line.size(), id);
-            if (failed != std::errc() || end != line.data() + line.size()) continue;  // a torn last line
-            if (const auto row = db->find_message(id)) removed += remove_if_not_whole(*row);
+            if (space == std::string_view::npos) continue;
+            const auto [stop, failed] = std::from_chars(line.data(), line.data() + space, id);
+            if (failed != std::errc() || stop != line.data() + space) continue;
+            const auto row = db->find_message(id);
+            if (!row || row->queue_id != line.substr(space + 1)) continue;
+            removed += remove_row(*row, "its flush failed: never acknowledged", false);
         }
-        if (list.bad()) {
-            log_warning("cannot read " + path.string() + ": kept for the next start");
-            return removed;
-        }
-        list.close();
-        if (::unlink(path.c_str()) != 0) {
-            log_warning(errno_text("cannot remove", path) + " (its rows are checked again at the next start)");
-        } else {
-            try {
-                fsync_directory(options.data_dir);
-            } catch (const std::exception& e) {
-                log_warning(e.what());
-            }
-        }
+        if (::unlink(path.c_str()) != 0) throw std::runtime_error(errno_text("cannot remove", path));
+        fsync_directory(options.data_dir);
         return removed;
+    }
+
+    static bool read_whole_file(const fs::path& path, std::string& text) {
+        const unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (fd.get() < 0) return false;
+        char buffer[64 * 1024];
+        for (;;) {
+            const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return false;
+            if (n == 0) return true;
+            text.append(buffer, static_cast<std::size_t>(n));
+        }
     }
 
     // The check of one row (of a dropped message: none): 1 when it was removed, its file (what
@@ -888,8 +906,15 @@ struct ingest::impl {
                         (file ? *file : recorded).string() + ": " + std::strerror(check.error));
             return 0;
         }
-        log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") has no whole file at " +
-                    row.maildir_path + " (a crash before its flush, or a failed flush: never acknowledged): removed");
+        return remove_row(row, "no whole file at " + row.maildir_path + " (a crash before its flush: never acknowledged)", true);
+    }
+
+    // Removes a row (never acknowledged) and moves what is left of its file, if any, to
+    // DATA/maildir-recovered/; 1 when removed. When the file cannot be moved: with
+    // keep_row_with_its_file the row stays (its file stays in view); otherwise the row goes
+    // anyway and the next start's recover_maildir moves the file, then without a row.
+    std::uint64_t remove_row(const message_record& row, const std::string& why, bool keep_row_with_its_file) {
+        const auto file = row.maildir_path.empty() ? std::nullopt : locate_message_file(options.data_dir, row);
         if (file) {
             // Labelled like recover_maildir's: folder, new/ or cur/, name.
             const std::string label = (row.folder.empty() ? std::string("INBOX") : row.folder.substr(1)) + "_" +
@@ -899,10 +924,12 @@ struct ingest::impl {
                 fsync_directory(file->parent_path());
                 fsync_directory(options.data_dir / "maildir-recovered");
             } catch (const std::exception& e) {
-                log_warning("row " + std::to_string(row.id) + " kept: " + e.what());  // its file stays in view
-                return 0;
+                log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + "): " + why + ": its file cannot be moved: " +
+                            e.what());
+                if (keep_row_with_its_file) return 0;
             }
         }
+        log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + "): " + why + ": removed");
         db->delete_message(row.id);
         return 1;
     }

@@ -56,11 +56,15 @@
 //    saw no 250 and retries). A row whose file is missing (ENOENT), short or not the bytes
 //    hashed is removed; one whose file cannot be opened or read for another reason (EACCES,
 //    EIO, EMFILE, a directory in its place) is kept, with a warning naming the file;
-//  - the rows of batches whose flush failed, whatever their age: a failed flush appends their
-//    ids to DATA/relaybait.unflushed (one a line, fdatasync'd, best effort; at most 100,000
-//    ids, then a warning), and the next start checks each listed row the same way, then
-//    removes the list once the deletions are committed. (A listed message expunged over IMAP
-//    before that start loses its row too.)
+//  - the rows of batches whose flush failed, whatever their age: a failed flush appends
+//    "<row id> <queue id>" lines to DATA/relaybait.unflushed (fdatasync'd, best effort; at most
+//    100,000 ids, then a warning), and the next start removes every listed row whose queue id
+//    matches, its file moved to DATA/maildir-recovered/: those messages were answered with a
+//    temporary failure, and after a failed writeback reading the file back proves nothing (the
+//    page cache may hold pages that never reached the disk). Then the list goes.
+// After a failed flush nothing more is acknowledged until a restart (every later batch is
+// answered with a temporary failure and listed): a later syncfs may return 0 for pages whose
+// writeback error was already reported to another flush.
 // So "counted" == "acknowledged or complete"; cur/ belongs to Dovecot and is never written.
 // A dropped row has no path (NULL in the database) and needs no file.
 // One process per data directory: DATA/relaybait.lock is flock'd (a second ingest throws).
