@@ -227,7 +227,13 @@ def test_cli_read_commands(server):
     # sessions list / show ID contains the transcript
     sessions = as_list(server.cli_json("sessions", "list"), "sessions")
     assert any(s.get("id") == row["session_id"] for s in sessions), sessions[:3]
-    transcript = server.cli("sessions", "show", row["session_id"]).stdout.decode("utf-8", "replace")
+    # The session's full row (transcript, end) is written after the session ends, asynchronously
+    # (it waits up to the store's side_linger for messages to ride with, then a group commit):
+    # until then `sessions show` has the stub written with the message.
+    def ended_transcript():
+        out = server.cli("sessions", "show", row["session_id"]).stdout.decode("utf-8", "replace")
+        return out if "c: quit" in out.lower() else None
+    transcript = wait_for(ended_transcript, timeout=20, what="the ended session's transcript")
     # smtplib writes its verbs in lower case ("mail FROM:"); the transcript keeps what was sent.
     for needle in ("C: ehlo cli.example.org", "C: mail FROM:<cli@example.org>", "C: rcpt TO:<victim@example.com>",
                    "C: data", "S: 354", qid, "C: quit", "S: 221", "S: 220 mx1.example.net ESMTP Postfix"):
