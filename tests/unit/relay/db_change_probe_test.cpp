@@ -25,6 +25,14 @@ void set_modified(const std::filesystem::path& file, clock::time_point at) {
     ASSERT_EQ(::utimensat(AT_FDCWD, file.c_str(), times, 0), 0);
 }
 
+// relaybait.db in `dir`, last modified at `modified`.
+std::filesystem::path database_written_at(const test::temp_dir& dir, clock::time_point modified) {
+    const auto db = dir.path / "relaybait.db";
+    append(db, "database");
+    set_modified(db, modified);
+    return db;
+}
+
 TEST(db_change_probe, sees_writes_to_the_database_and_its_wal_and_stays_quiet_otherwise) {
     test::temp_dir dir;
     const auto db = dir.path / "relaybait.db", wal = dir.path / "relaybait.db-wal";
@@ -65,10 +73,8 @@ TEST(db_change_probe, sees_writes_to_the_database_and_its_wal_and_stays_quiet_ot
 
 TEST(db_change_probe, a_file_written_lately_may_change_again_within_its_timestamp) {
     test::temp_dir dir;
-    const auto db = dir.path / "relaybait.db";
-    append(db, "database");
     const auto now = clock::now();
-    set_modified(db, now - 1s);
+    const auto db = database_written_at(dir, now - 1s);
     db_change_probe probe(db, 2s);
     EXPECT_TRUE(probe.may_have_changed(now));
     EXPECT_TRUE(probe.may_have_changed(now + 500ms));   // unchanged, but written 1.5 s ago
@@ -80,10 +86,8 @@ TEST(db_change_probe, a_file_written_lately_may_change_again_within_its_timestam
 // in the same timestamp tick, after the look; the next look says "maybe" once more.
 TEST(db_change_probe, a_look_right_after_a_write_is_not_trusted_whatever_the_polling_interval) {
     test::temp_dir dir;
-    const auto db = dir.path / "relaybait.db";
-    append(db, "database");
     const auto now = clock::now();
-    set_modified(db, now - 1h);
+    const auto db = database_written_at(dir, now - 1h);
     db_change_probe probe(db, 2s);
     EXPECT_TRUE(probe.may_have_changed(now));  // the first look
     set_modified(db, now + 4500ms);            // a write half a second before the next look
