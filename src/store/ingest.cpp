@@ -687,7 +687,9 @@ struct ingest::impl {
     // the start-up check after a crash looks only at the newest rows: their ids are appended to
     // DATA/relaybait.unflushed, which the next start checks in full (check_unflushed_rows).
     // Best effort (the filesystem just failed a flush), and bounded: past max_unflushed_ids
-    // ids no more are listed.
+    // ids no more are listed. Every start reads the list and removes it before any message
+    // (check_unflushed_rows, which fails the start when it cannot), so the count kept by this
+    // process is the file's.
     void list_unflushed(const std::deque<batch_work>& work) {
         std::lock_guard lock(unflushed_mutex);
         std::string lines;
@@ -834,8 +836,9 @@ struct ingest::impl {
     // A row that does not match is removed and its file moved to DATA/maildir-recovered/:
     // never acknowledged, not counted. (A message expunged over IMAP in that last minute before
     // a crash looks the same and loses its row too.) A file that cannot be looked at (an error
-    // other than "no such file": permissions, EIO, no descriptor left) proves nothing: its row
-    // is kept, with a warning.
+    // other than "no such file" when opening or reading it or looking for it in new/, cur/ or
+    // cur/'s listing: permissions, EIO, a symlink loop, no descriptor left) proves nothing: its
+    // row is kept, with a warning.
     std::uint64_t remove_unacknowledged_rows() {
         std::uint64_t removed = 0;
         const auto rows = db->list_messages({.limit = (2 + flushers) * options.max_batch});
@@ -898,11 +901,15 @@ struct ingest::impl {
     std::uint64_t remove_if_not_whole(const message_record& row) {
         if (row.maildir_path.empty()) return 0;  // dropped: no file
         const fs::path recorded = options.data_dir / row.maildir_path;
-        const auto file = locate_message_file(options.data_dir, row);
-        const file_check check = file ? check_whole(*file, row) : check_not_found(recorded);
+        std::error_code lookup_error;
+        const auto file = locate_message_file(options.data_dir, row, lookup_error);
+        const file_check check = file           ? check_whole(*file, row)
+                                 : lookup_error ? file_check{file_check::unreadable, lookup_error.value()}
+                                                : check_not_found(recorded);
         if (check.verdict == file_check::whole) return 0;
         if (check.verdict == file_check::unreadable) {
-            log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") kept: cannot check its file " +
+            log_warning("row " + std::to_string(row.id) + " (" + row.queue_id + ") kept: " +
+                        (file || !lookup_error ? "cannot check its file " : "cannot look for its file (in new/ and cur/) ") +
                         (file ? *file : recorded).string() + ": " + std::strerror(check.error));
             return 0;
         }
@@ -951,19 +958,12 @@ struct ingest::impl {
         int error = 0;  // errno, when unreadable
     };
 
-    // locate_message_file found no regular file for the row. Gone (not whole) only when the
-    // lookups failed with ENOENT; a name that is there but not a regular file, or a new/ or
-    // cur/ that cannot be searched, says nothing about the message.
+    // locate_message_file found no regular file for the row, and every place it looked at
+    // (new/, cur/ and its listing) answered "no such file". Gone (not whole) unless something
+    // else than a regular file sits at the recorded name: that says nothing about the message.
     static file_check check_not_found(const fs::path& recorded) {
         struct stat st {};
         if (::stat(recorded.c_str(), &st) == 0) return {file_check::unreadable, S_ISDIR(st.st_mode) ? EISDIR : EINVAL};
-        if (errno != ENOENT) return {file_check::unreadable, errno};
-        const fs::path cur = recorded.parent_path().parent_path() / "cur";
-        if (DIR* listing = ::opendir(cur.c_str())) {
-            ::closedir(listing);
-        } else if (errno != ENOENT) {
-            return {file_check::unreadable, errno};
-        }
         return {file_check::not_whole};
     }
 

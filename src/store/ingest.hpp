@@ -54,8 +54,9 @@
 //    of the message bytes): a row whose file did not reach the disk whole is removed, its
 //    file moved out (a crash between the COMMIT and the flush: never acknowledged, the client
 //    saw no 250 and retries). A row whose file is missing (ENOENT), short or not the bytes
-//    hashed is removed; one whose file cannot be opened or read for another reason (EACCES,
-//    EIO, EMFILE, a directory in its place) is kept, with a warning naming the file;
+//    hashed is removed; one whose file cannot be opened, read or looked for (in new/, cur/
+//    or cur/'s listing) for another reason (EACCES, EIO, ELOOP, EMFILE, a directory in its
+//    place) is kept, with a warning naming the file;
 //  - the rows of batches whose flush failed, whatever their age: a failed flush appends
 //    "<row id> <queue id>" lines to DATA/relaybait.unflushed (fdatasync'd, best effort; at most
 //    100,000 ids, then a warning), and the next start removes every listed row whose queue id

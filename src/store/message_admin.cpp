@@ -4,6 +4,7 @@
 
 #include <stdio.h>  // renameat2, RENAME_NOREPLACE (glibc >= 2.28)
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,9 +28,13 @@ bool same_message(std::string_view name, std::string_view base) {
     return name.size() == base.size() || name[base.size()] == ':' || name[base.size()] == ',';
 }
 
-bool is_file(const fs::path& p) {
-    std::error_code ec;
-    return fs::is_regular_file(p, ec);
+// A regular file at `p`; absent also when something else is there (a directory) or a path
+// component is not a directory. Any other failure to look is set in `error`.
+bool is_file(const fs::path& p, std::error_code& error) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) == 0) return S_ISREG(st.st_mode);
+    if (errno != ENOENT && errno != ENOTDIR) error.assign(errno, std::generic_category());
+    return false;
 }
 
 message_record require_message(const database& db, std::int64_t id) {
@@ -51,20 +56,31 @@ void rename_no_replace(const fs::path& from, const fs::path& to) {
 }  // namespace
 
 std::optional<fs::path> locate_message_file(const fs::path& data_dir, const message_record& message) {
+    std::error_code ignored;  // callers that act on the file: not found is all they can use
+    return locate_message_file(data_dir, message, ignored);
+}
+
+std::optional<fs::path> locate_message_file(const fs::path& data_dir, const message_record& message,
+                                            std::error_code& error) {
+    error.clear();
     if (message.maildir_path.empty()) return std::nullopt;  // dropped
     const fs::path recorded = data_dir / message.maildir_path;
-    if (is_file(recorded)) return recorded;
+    if (is_file(recorded, error)) return recorded;
     const fs::path folder_dir = recorded.parent_path().parent_path();
     const std::string base = base_name(recorded.filename().string());
-    // Cheap guesses first (new/ as written, cur/ unread or seen), then a scan of cur/.
+    // Cheap guesses first (new/ as written, cur/ unread or seen), then a scan of cur/. Every
+    // place is looked at even after a failed look: the file may be found in the next one.
     for (const fs::path& candidate : {folder_dir / "new" / base, folder_dir / "cur" / base,
                                       folder_dir / "cur" / (base + ":2,"), folder_dir / "cur" / (base + ":2,S")})
-        if (is_file(candidate)) return candidate;
-    std::error_code ec;
-    for (fs::directory_iterator it(folder_dir / "cur", ec), end; !ec && it != end; it.increment(ec)) {
+        if (is_file(candidate, error)) return error.clear(), candidate;
+    std::error_code listing;
+    fs::directory_iterator it(folder_dir / "cur", listing), end;
+    const bool no_cur = listing == std::errc::no_such_file_or_directory || listing == std::errc::not_a_directory;
+    for (; !listing && it != end; it.increment(listing)) {
         const std::string name = it->path().filename().string();
-        if (same_message(name, base) && is_file(it->path())) return it->path();
+        if (same_message(name, base) && is_file(it->path(), error)) return error.clear(), it->path();
     }
+    if (listing && !no_cur && !error) error = listing;  // cur/ could not be opened or read to its end
     return std::nullopt;
 }
 

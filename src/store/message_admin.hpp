@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <system_error>
+
 #include "store/database.hpp"
 
 namespace relaybait::store {
@@ -19,6 +21,11 @@ namespace relaybait::store {
 // cur/ with any ":2,..." suffix. nullopt when it is gone (dropped, deleted, expunged over IMAP).
 std::optional<std::filesystem::path> locate_message_file(const std::filesystem::path& data_dir,
                                                          const message_record& message);
+// The same for a check that must tell "gone" from "could not look" (the start-up crash check):
+// nullopt with `error` set when a lookup failed for another reason than "no such file" (a
+// stat, opening cur/ or reading it: EIO, EACCES, ELOOP, EMFILE); the file may then exist.
+std::optional<std::filesystem::path> locate_message_file(const std::filesystem::path& data_dir,
+                                                         const message_record& message, std::error_code& error);
 
 // Moves the message's file into the folder `folder_name` means (maildir_folder_for in
 // store/maildir.hpp: "" or INBOX the inbox, "Probes" or ".Probes"; created if missing), same

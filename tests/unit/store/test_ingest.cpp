@@ -2,6 +2,7 @@
 
 #include "store/database.hpp"
 #include "store/maildir.hpp"
+#include "store/message_admin.hpp"
 #include "ingest_test_support.hpp"
 #include "temp_dir.hpp"
 
@@ -558,6 +559,35 @@ TEST(Ingest, RowsWhoseFileCannotBeReadAreKeptAtStart) {
     EXPECT_TRUE(db.find_message(stored[1].message_id)) << (blocked ? "an unreadable file lost its row" : "");
     EXPECT_TRUE(fs::is_regular_file(file_of(1)));
     EXPECT_FALSE(db.find_message(stored[2].message_id));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 0u);
+}
+
+// The same when the file cannot be looked for: a lookup in cur/ that fails with another error
+// than "no such file" (here ELOOP: a symlink loop where Dovecot's name for the file would be)
+// leaves the row, since the file may be there. Only "no such file" everywhere removes a row.
+TEST(Ingest, RowsWhoseFileCannotBeLookedForAreKeptAtStart) {
+    temp_dir dir;
+    const auto stored = store_messages(dir.path, records_for({"4JJJJ1", "4KKKK2"}), "body");
+    ASSERT_TRUE(all_stored(stored));
+    const fs::path in_new = dir.path / stored[0].maildir_path;
+    const fs::path looping = in_new.parent_path().parent_path() / "cur" / (in_new.filename().string() + ":2,S");
+    fs::remove(in_new);
+    fs::create_symlink(looping.filename(), looping);  // points at itself
+    std::error_code lookup_error;
+    auto row = database(dir.path / "relaybait.db", database::mode::read_only).find_message(stored[0].message_id);
+    ASSERT_TRUE(row);
+    EXPECT_FALSE(locate_message_file(dir.path, *row, lookup_error));
+    EXPECT_EQ(lookup_error, std::errc::too_many_symbolic_link_levels) << lookup_error.message();
+    fs::remove(dir.path / stored[1].maildir_path);  // missing everywhere: not whole
+    fs::remove(dir.path / "relaybait.clean-stop");  // the process did not stop cleanly
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 1u);
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_TRUE(db.find_message(stored[0].message_id)) << "a file that could not be looked for lost its row";
+    EXPECT_FALSE(db.find_message(stored[1].message_id));
+    EXPECT_TRUE(fs::is_symlink(looping));
     EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 0u);
 }
 
