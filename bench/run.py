@@ -15,7 +15,7 @@ What it does (see README "Benchmark" and bench/RESULTS.md):
   4. latency of the final 250 after DATA (p50/p99) measured by a probe client while
      smtp-source -s 50 runs;
   5. relaybait idle RSS and RSS per idle session at 5,000 and 10,000 held sessions
-     (/work/shared/bench/idle_conns.py), smtp-sink at 5,000 for reference (it stops at 256);
+     (/work/shared/bench/idle_conns.py); aiosmtpd and smtp-sink at 5,000 (smtp-sink stops at 256);
   6. one 50 MB message: relaybait's peak RSS (VmHWM) before/after;
   7. prints a table of medians and the relaybait/peer ratios, and writes them (with the date,
      machine and exact commands) to --results.
@@ -619,7 +619,7 @@ def main():
 
     if "idle" in phases:
         try:
-            for srv, sizes in ((rb, (5000, 10000)), (sink, (5000,))):
+            for srv, sizes in ((rb, (5000, 10000)), (aio, (5000,)), (sink, (5000,))):
                 for n in sizes:
                     srv.start()
                     try:
