@@ -49,6 +49,11 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds delay) {
     co_await timer.async_wait(tuple_awaitable);
 }
 
+// A session's tarpit and error sleeps are cut into slices this long, so that a deadline that
+// passes meanwhile ends the session within one slice (the registry's sweeper can only cancel
+// socket operations, and a sleeping session has none).
+constexpr std::chrono::milliseconds pause_slice{250};
+
 // Waits for the store's completion callback, which runs on a store thread, back on the
 // session's executor.
 asio::awaitable<store::commit_result> commit_message(store::ingest& ingest,
@@ -105,10 +110,18 @@ public:
         }
         s.registration_ = s.app_.registry.add(s.facts_.peer_ip, [&s] { s.expire(); });
         s.started_ = session_registry::clock::now();
+        // From the first byte: a connect tarpit and the banner's write are bounded too.
+        s.arm_deadline(s.app_.settings.limits.idle_timeout);
         try {
             const bool opened = co_await s.open();
             while (opened) {
-                s.timed_out_ = false;  // a deadline that passed while we were not reading is re-armed
+                // The deadline covers the wait for input and the serving of it: one that passed
+                // while a burst of pipelined commands was answered (each reply slowed down by
+                // the error sleep, say) ends the session like an idle client.
+                if (s.timed_out_ || s.expired_) {
+                    co_await s.end_on_deadline();
+                    break;
+                }
                 s.arm_deadline(s.app_.settings.limits.idle_timeout);
                 // An idle session keeps no reply or observation buffers (the last reply's text
                 // would otherwise stay allocated until the next command).
@@ -135,8 +148,12 @@ public:
                     break;
                 }
                 s.bytes_in_ += input.size();
+                s.arm_deadline(s.app_.settings.limits.idle_timeout);  // the client was active: serving it gets a full idle period
                 const bool open = co_await s.process(std::string_view(input.data(), input.size()));
-                if (!open) break;
+                if (!open) {
+                    if (s.timed_out_ || s.expired_) co_await s.end_on_deadline();
+                    break;
+                }
             }
         } catch (const std::exception& e) {
             spdlog::error("session {}: {}", s.id(), e.what());
@@ -169,7 +186,8 @@ private:
     // the connection closes; a 2xx replaces the banner; a tarpit delays it.
     asio::awaitable<bool> greet() {
         const auto verdict = rules_.at_connect(facts_);
-        if (verdict.delay.count() > 0) co_await sleep_for(verdict.delay);
+        const bool waited = co_await pause(verdict.delay);
+        if (!waited) co_return false;
         std::string banner = engine_->greeting();
         const bool refusal = !verdict.reply.empty() && (verdict.reply[0] == '4' || verdict.reply[0] == '5');
         if (verdict.what != smtp::stage_verdict::kind::proceed && !verdict.reply.empty()) banner = verdict.reply + "\r\n";
@@ -323,7 +341,8 @@ private:
                     const bool sent = co_await send(std::exchange(batch, {}));
                     if (!sent) co_return false;
                 }
-                co_await sleep_for(reply.delay_before);
+                const bool waited = co_await pause(reply.delay_before);
+                if (!waited) co_return false;
             }
             note('S', reply.text);
             batch += reply.text;
@@ -333,16 +352,28 @@ private:
         co_return sent;
     }
 
+    // Nothing more is sent once the deadline has passed, but the 421 that says so: a client
+    // that stops reading cannot keep a session (and its slot) alive with a blocked write.
     asio::awaitable<bool> send(std::string bytes) {
-        if (expired_) co_return false;
+        if (expired_ || (timed_out_ && !saying_farewell_)) co_return false;
         boost::system::error_code ec;
         co_await transport_.write(bytes, ec);
         bytes_out_ += bytes.size();
         if (ec) {
-            if (!expired_) outcome("disconnect");
+            if (!expired_) outcome(timed_out_ ? "timeout" : "disconnect");
             co_return false;
         }
         co_return true;
+    }
+
+    // A tarpit or error sleep; false when the deadline passed meanwhile (the session ends).
+    asio::awaitable<bool> pause(std::chrono::milliseconds delay) {
+        while (delay.count() > 0 && !timed_out_ && !expired_) {
+            const auto slice = std::min(delay, pause_slice);
+            co_await sleep_for(slice);
+            delay -= slice;
+        }
+        co_return !timed_out_ && !expired_;
     }
 
     asio::awaitable<void> refuse_busy() {
@@ -356,16 +387,24 @@ private:
     }
 
     asio::awaitable<void> end_on_read_error(const boost::system::error_code& ec) {
-        if (timed_out_) {
-            outcome("timeout");
-            note('I', "timeout");
-            expired_ = false;
-            arm_deadline(farewell_timeout);
-            co_await send(engine_->timeout_reply());
-            close(false);
-        } else if (!expired_) {
+        if (timed_out_ || expired_) {
+            co_await end_on_deadline();
+        } else {
             outcome("disconnect");
             if (ec && ec != asio::error::eof) note('I', "read error: " + ec.message());
+            close(false);
+        }
+    }
+
+    // The deadline passed: the first time, Postfix's 421, with a short deadline of its own for
+    // the client to read it; the second time, or at shutdown, the connection just goes.
+    asio::awaitable<void> end_on_deadline() {
+        if (timed_out_ && !expired_ && !saying_farewell_) {
+            outcome("timeout");
+            note('I', "timeout");
+            saying_farewell_ = true;
+            arm_deadline(farewell_timeout);
+            co_await send(engine_->timeout_reply());
             close(false);
         } else {
             outcome(app_.stopping ? "shutdown" : "timeout");
@@ -641,6 +680,7 @@ private:
     bool tls_established_ = false;
     bool timed_out_ = false;  // the deadline passed once: answer 421 and close
     bool expired_ = false;    // the deadline passed twice, or shutdown: just close
+    bool saying_farewell_ = false;  // the 421 after timed_out_ is being sent (its own deadline)
     static constexpr std::size_t transcript_head = 8 + 1 + 4;
 };
 

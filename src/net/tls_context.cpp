@@ -198,6 +198,9 @@ void apply_postfix_defaults(boost::asio::ssl::context& context) {
     SSL_CTX_set_verify(native, SSL_VERIFY_NONE, nullptr);  // no client certificate requested
     SSL_CTX_set_timeout(native, session_lifetime_seconds);
     SSL_CTX_clear_options(native, SSL_OP_NO_TICKET);       // session tickets on
+    // A client may not renegotiate (TLS 1.2 and older): each renegotiation is a full handshake
+    // on the one network thread, requested at will inside a session (CVE-2011-1473).
+    SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION);
 }
 
 }  // namespace

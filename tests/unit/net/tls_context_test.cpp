@@ -285,6 +285,13 @@ TEST(tls_context, old_clients_are_accepted_like_postfix) {
     }
 }
 
+// Renegotiation would let one session ask for any number of full handshakes.
+TEST(tls_context, clients_cannot_renegotiate) {
+    temp_dir dir;
+    auto context = make_server_tls_context(settings_in(dir.path()));
+    EXPECT_NE(SSL_CTX_get_options(context.native_handle()) & SSL_OP_NO_RENEGOTIATION, 0u);
+}
+
 TEST(tls_context, negotiated_tls_of_nothing_is_empty) {
     const auto facts = negotiated_tls(nullptr);
     EXPECT_TRUE(facts.version.empty());
