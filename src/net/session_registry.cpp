@@ -1,6 +1,7 @@
 #include "net/session_registry.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -12,17 +13,28 @@ namespace relaybait::net {
 session_registry::session_registry(std::size_t max_total, std::size_t max_per_ip)
     : max_total_(max_total), max_per_ip_(max_per_ip) {}
 
+std::string session_registry::limit_key(std::string_view peer_ip) {
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(peer_ip, ec);
+    if (ec || address.is_v4()) return std::string(peer_ip);
+    const auto v6 = address.to_v6();
+    if (v6.is_v4_mapped()) return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_string();
+    auto bytes = v6.to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
 bool session_registry::admit(const std::string& peer_ip) const {
     return sessions_.size() < max_total_ && from(peer_ip) < max_per_ip_;
 }
 
 std::size_t session_registry::from(const std::string& peer_ip) const {
-    const auto it = per_ip_.find(peer_ip);
+    const auto it = per_ip_.find(limit_key(peer_ip));
     return it == per_ip_.end() ? 0 : it->second;
 }
 
 session_registry::handle session_registry::add(std::string peer_ip, std::function<void()> expire) {
-    ++per_ip_[peer_ip];
+    ++per_ip_[limit_key(peer_ip)];
     sessions_.push_front(entry{std::move(peer_ip), clock::time_point::max(), std::move(expire), false});
     peak_ = std::max(peak_, sessions_.size());
     ++added_;
@@ -30,7 +42,7 @@ session_registry::handle session_registry::add(std::string peer_ip, std::functio
 }
 
 void session_registry::remove(handle h) {
-    const auto it = per_ip_.find(h->peer_ip);
+    const auto it = per_ip_.find(limit_key(h->peer_ip));  // recomputed: an idle session stores no key
     if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
     sessions_.erase(h);
 }

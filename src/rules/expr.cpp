@@ -4,12 +4,14 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstring>
 
 #include "common/text.hpp"
 #include "mime/message.hpp"
 #include "rules/encodings.hpp"
+#include "rules/needle_automaton.hpp"
 
 namespace relaybait::rules {
 
@@ -844,6 +846,34 @@ std::int64_t number_of(field_id id, const context& ctx) {
     }
 }
 
+std::atomic<std::uint64_t> left_out_count{0};
+
+// The needles of n's $name values in ctx, within max_dynamic_needles / max_dynamic_needle_bytes:
+// whole values in field order, each with all its forms, until the next would not fit.
+std::vector<needle> session_needles(const node& n, const context& ctx) {
+    std::vector<needle> out;
+    std::size_t bytes = 0;
+    const bool substring = n.oper == op::contains || n.oper == op::startswith || n.oper == op::endswith;
+    for (const auto& d : n.dynamic) {
+        const values source = fetch(d.field, nullptr, ctx);
+        for (auto s : source.views) {
+            if (s.empty() || (substring && s.size() < min_dynamic_needle) || s.size() > max_dynamic_value_bytes) continue;
+            std::vector<encoded_form> forms;
+            if (d.encode) forms = encodings(s);
+            else forms.push_back({std::string(s), false, "plain"});
+            std::size_t form_bytes = 0;
+            for (const auto& form : forms) form_bytes += form.text.size();
+            if (out.size() + forms.size() > max_dynamic_needles || bytes + form_bytes > max_dynamic_needle_bytes) {
+                left_out_count.fetch_add(1, std::memory_order_relaxed);
+                return out;
+            }
+            bytes += form_bytes;
+            for (auto& form : forms) out.push_back(make_needle(std::move(form.text), form.exact));
+        }
+    }
+    return out;
+}
+
 bool compare(const node& n, const context& ctx) {
     const field_info& f = info(n.field);
     if (!available(n.field, ctx)) return false;
@@ -872,19 +902,7 @@ bool compare(const node& n, const context& ctx) {
     }
 
     // Needles: the compiled constants plus the session values referenced with $name.
-    std::vector<needle> dynamic;
-    for (const auto& d : n.dynamic) {
-        const values source = fetch(d.field, nullptr, ctx);
-        for (auto s : source.views) {
-            const bool substring = n.oper == op::contains || n.oper == op::startswith || n.oper == op::endswith;
-            if (s.empty() || (substring && s.size() < min_dynamic_needle) || s.size() > 4096) continue;
-            if (d.encode) {
-                for (auto& form : encodings(s)) dynamic.push_back(make_needle(std::move(form.text), form.exact));
-            } else {
-                dynamic.push_back(make_needle(std::string(s), false));
-            }
-        }
-    }
+    const std::vector<needle> dynamic = session_needles(n, ctx);
 
     if (n.oper == op::in && f.type == field_type::ip) {
         for (auto h : hay.views) {
@@ -900,12 +918,25 @@ bool compare(const node& n, const context& ctx) {
         return false;
     }
 
+    // 'contains' looks for all the session needles in one pass per value (there may be
+    // thousands); the other operators compare at one place, a needle's length at most.
+    needle_automaton folded_dynamic, exact_dynamic;
+    if (n.oper == op::contains && !dynamic.empty()) {
+        std::vector<std::string_view> folded, exact;
+        for (const auto& nd : dynamic) (n.case_sensitive || nd.exact ? exact : folded).push_back(nd.text);
+        folded_dynamic = needle_automaton(folded, true);
+        exact_dynamic = needle_automaton(exact, false);
+    }
     for (auto h : hay.views) {
         if (n.index) {
             if (n.index->matches(n.oper, h)) return true;
         } else {
             for (const auto& nd : n.needles)
                 if (match_one(n.oper, h, nd, n.case_sensitive || nd.exact)) return true;
+        }
+        if (n.oper == op::contains) {
+            if (folded_dynamic.found_in(h) || exact_dynamic.found_in(h)) return true;
+            continue;
         }
         for (const auto& nd : dynamic)
             if (match_one(n.oper, h, nd, n.case_sensitive || nd.exact)) return true;
@@ -939,5 +970,7 @@ std::shared_ptr<const expression> compile(std::string_view text, const self_iden
 }
 
 bool evaluate(const expression& expr, const context& ctx) { return expr.root && eval(*expr.root, ctx); }
+
+std::uint64_t dynamic_values_left_out() { return left_out_count.load(std::memory_order_relaxed); }
 
 }  // namespace relaybait::rules

@@ -25,6 +25,15 @@ inline constexpr std::size_t max_list_items = 1024;
 inline constexpr std::size_t max_pattern_bytes = 4096;
 inline constexpr std::size_t max_regex_input = 1024 * 1024;  // bytes of one value a regex scans
 inline constexpr std::size_t min_dynamic_needle = 4;  // $auth.password "a" must not match everything
+// The needles one comparison takes from the session ($rcpt_to, encoded($mail_from), ...) are
+// the attacker's: 1,000 recipients x ten encodings against a 4 MiB body. `contains` scans a
+// value once for all of them (needle_automaton.hpp); these bound the needles themselves (the
+// automaton's build time and memory, and the other operators' needles x values). A longer
+// session value is not used at all; past the totals, the first values (field order) are kept,
+// each with all its encoded forms, and the rest are left out (counted, see below).
+inline constexpr std::size_t max_dynamic_value_bytes = 4096;
+inline constexpr std::size_t max_dynamic_needles = 16 * 1024;          // per comparison
+inline constexpr std::size_t max_dynamic_needle_bytes = 512 * 1024;   // per comparison, all forms
 inline constexpr int max_body_tail_lines = 10000;
 
 // A problem in an expression, at a byte offset of its text.
@@ -128,5 +137,8 @@ struct expression {
 // Parses and compiles a condition; $self values are resolved from `self`. Throws expression_error.
 std::shared_ptr<const expression> compile(std::string_view text, const self_identity& self);
 bool evaluate(const expression& expr, const context& ctx);
+// Comparisons since start that left session values out at max_dynamic_needles or
+// max_dynamic_needle_bytes. The engine has no log of its own (it is pure); a caller may report it.
+std::uint64_t dynamic_values_left_out();
 
 }  // namespace relaybait::rules

@@ -25,6 +25,48 @@ TEST(session_registry, admits_up_to_the_per_ip_limit) {
     EXPECT_EQ(registry.from("198.51.100.1"), 0u);
 }
 
+// One IPv6 host usually holds a whole /64: every address of it counts against one limit.
+TEST(session_registry, an_ipv6_slash_64_shares_one_per_ip_limit) {
+    session_registry registry(100, 2);
+    auto a = registry.add("2001:db8:1:2::1", [] {});
+    auto b = registry.add("2001:db8:1:2:ffff:ffff:ffff:fffe", [] {});
+    EXPECT_FALSE(registry.admit("2001:db8:1:2:aaaa::7"));  // same /64, another address
+    EXPECT_FALSE(registry.admit("2001:DB8:1:2:0:0:0:1"));  // spelled differently
+    EXPECT_EQ(registry.from("2001:db8:1:2:1234::"), 2u);
+    EXPECT_TRUE(registry.admit("2001:db8:1:3::1"));        // the next /64 is another client
+    // What the registry keeps for a session is still its own address.
+    EXPECT_EQ(a->peer_ip, "2001:db8:1:2::1");
+    EXPECT_EQ(b->peer_ip, "2001:db8:1:2:ffff:ffff:ffff:fffe");
+    registry.remove(a);
+    EXPECT_TRUE(registry.admit("2001:db8:1:2:aaaa::7"));
+    registry.remove(b);
+    EXPECT_EQ(registry.from("2001:db8:1:2::1"), 0u);
+}
+
+TEST(session_registry, ipv4_and_ipv4_mapped_addresses_count_per_ipv4_address) {
+    session_registry registry(100, 2);
+    auto a = registry.add("198.51.100.1", [] {});
+    auto b = registry.add("::ffff:198.51.100.1", [] {});  // the same client through a v6 socket
+    EXPECT_FALSE(registry.admit("198.51.100.1"));
+    EXPECT_FALSE(registry.admit("::ffff:198.51.100.1"));
+    EXPECT_TRUE(registry.admit("198.51.100.2"));  // an IPv4 /24 neighbour is another client
+    EXPECT_TRUE(registry.admit("::ffff:198.51.100.2"));
+    EXPECT_EQ(b->peer_ip, "::ffff:198.51.100.1");
+    registry.remove(b);
+    registry.remove(a);
+    EXPECT_EQ(registry.from("198.51.100.1"), 0u);
+}
+
+TEST(session_registry, limit_keys) {
+    EXPECT_EQ(session_registry::limit_key("203.0.113.9"), "203.0.113.9");
+    EXPECT_EQ(session_registry::limit_key("::ffff:203.0.113.9"), "203.0.113.9");
+    EXPECT_EQ(session_registry::limit_key("2001:db8:aa:bb:cc:dd:ee:ff"), "2001:db8:aa:bb::/64");
+    EXPECT_EQ(session_registry::limit_key("2001:db8:aa:bb::"), "2001:db8:aa:bb::/64");
+    EXPECT_EQ(session_registry::limit_key("fe80::1%1"), "fe80::/64");
+    EXPECT_EQ(session_registry::limit_key("::1"), "::/64");
+    EXPECT_EQ(session_registry::limit_key("not an address"), "not an address");
+}
+
 TEST(session_registry, admits_up_to_the_total_limit) {
     session_registry registry(2, 10);
     registry.add("198.51.100.1", [] {});

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <iostream>
 #include <random>
 
+#include "common/text.hpp"
 #include "mime/message.hpp"
 #include "rules/expr.hpp"
 
@@ -423,5 +425,98 @@ TEST(Expr, IndexedMatchingEqualsNaiveMatching) {
             }
             ASSERT_EQ(evaluate(*expr, ctx), expected) << text << " on [" << message.subject << "]";
         }
+    }
+}
+
+// An attacker's recipients become the needles of `body contains $rcpt_to`: 1,000 of them (ten
+// forms each with encoded()) against the largest body scanned must cost one pass over the body,
+// not one per needle (that was ~needles x 4 MiB byte comparisons, seconds to minutes per message).
+TEST(Evaluator, ManySessionValuesAgainstALargeBodyStayFast) {
+    fixture f;
+    f.ctx.rcpt_to.clear();
+    for (int i = 0; i < 1000; ++i) f.ctx.rcpt_to.push_back("user" + std::to_string(100000 + i) + "@example.org");
+    mime::parsed_message m;
+    // Every line nearly names a recipient, so a needle-by-needle scan compares deep at each line.
+    while (m.text_body.size() < (4u << 20)) m.text_body += "USER100999@example.or\r\n";
+    f.ctx.message = &m;
+    const auto plain = compile("body contains $rcpt_to", self());
+    const auto encoded = compile("body contains encoded($rcpt_to)", self());
+    auto timed = [&](const expression& expr) {
+        const auto start = std::chrono::steady_clock::now();
+        const bool result = evaluate(expr, f.ctx);
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        EXPECT_LT(elapsed, std::chrono::milliseconds(1000));
+        std::cout << "  " << std::chrono::duration<double, std::milli>(elapsed).count() << " ms\n";
+        return result;
+    };
+    const auto left_out = dynamic_values_left_out();
+    EXPECT_FALSE(timed(*plain));
+    EXPECT_FALSE(timed(*encoded));
+    const std::string body = m.text_body;
+    m.text_body = body + "bcc: User100999@Example.ORG\r\n";  // the last recipient, any case
+    EXPECT_TRUE(timed(*plain));
+    EXPECT_TRUE(timed(*encoded));
+    m.text_body = body + "ref " + text::base64_encode("user100500@example.org") + "\r\n";
+    EXPECT_FALSE(timed(*plain));
+    EXPECT_TRUE(timed(*encoded));
+    EXPECT_EQ(dynamic_values_left_out(), left_out);  // 1,000 recipients fit in the bounds
+}
+
+TEST(Evaluator, SessionValuesPastTheBoundsAreLeftOut) {
+    fixture f;
+    // Values of max_dynamic_value_bytes: their encoded forms fill max_dynamic_needle_bytes after a few.
+    auto recipient = [](int i) { return std::to_string(1000 + i) + std::string(max_dynamic_value_bytes - 4, 'x'); };
+    f.ctx.rcpt_to.clear();
+    for (int i = 0; i < 40; ++i) f.ctx.rcpt_to.push_back(recipient(i));
+    mime::parsed_message m;
+    f.ctx.message = &m;
+    const auto encoded = compile("body contains encoded($rcpt_to)", self());
+    const auto plain = compile("body contains $rcpt_to", self());
+    const auto before = dynamic_values_left_out();
+    m.text_body = "first: " + recipient(0);
+    EXPECT_TRUE(evaluate(*encoded, f.ctx));  // the first values are kept
+    EXPECT_EQ(dynamic_values_left_out(), before + 1);
+    m.text_body = "last: " + recipient(39);
+    EXPECT_FALSE(evaluate(*encoded, f.ctx));  // past max_dynamic_needle_bytes: not looked for
+    EXPECT_TRUE(evaluate(*plain, f.ctx));     // 40 x 4 KiB plain needles fit
+    EXPECT_EQ(dynamic_values_left_out(), before + 2);
+    // A value longer than max_dynamic_value_bytes is never a needle (as before).
+    f.ctx.rcpt_to = {std::string(max_dynamic_value_bytes + 1, 'y')};
+    m.text_body = f.ctx.rcpt_to[0];
+    EXPECT_FALSE(evaluate(*plain, f.ctx));
+    // Past max_dynamic_needles values.
+    f.ctx.rcpt_to.clear();
+    for (std::size_t i = 0; i <= max_dynamic_needles; ++i) f.ctx.rcpt_to.push_back("r" + std::to_string(100000 + i));
+    m.text_body = "r100000 and r" + std::to_string(100000 + max_dynamic_needles);
+    EXPECT_TRUE(evaluate(*plain, f.ctx));
+    m.text_body = "r" + std::to_string(100000 + max_dynamic_needles);
+    EXPECT_FALSE(evaluate(*plain, f.ctx));
+}
+
+// The session needles of every operator, checked against a plain search for each.
+TEST(Evaluator, SessionNeedlesMatchAsEachAlone) {
+    std::mt19937 rng(9);
+    const std::string alphabet = "aAbB01@.%=";
+    auto random_text = [&](std::size_t min, std::size_t max) {
+        std::string t;
+        const std::size_t n = min + rng() % (max - min + 1);
+        for (std::size_t i = 0; i < n; ++i) t += alphabet[rng() % alphabet.size()];
+        return t;
+    };
+    const char* ops[] = {"contains", "contains_cs", "startswith", "endswith", "equals"};
+    for (int round = 0; round < 300; ++round) {
+        fixture f;
+        mime::parsed_message m;
+        f.ctx.message = &m;
+        f.ctx.rcpt_to.clear();
+        const int count = 1 + static_cast<int>(rng() % 5);
+        for (int i = 0; i < count; ++i) f.ctx.rcpt_to.push_back(random_text(4, 6));
+        m.text_body = random_text(0, 30);
+        if (rng() % 2 == 0) m.text_body.insert(rng() % (m.text_body.size() + 1), f.ctx.rcpt_to[rng() % count]);
+        const std::string oper = ops[rng() % std::size(ops)];
+        const bool any = f.eval("body " + oper + " $rcpt_to");
+        bool each = false;
+        for (const auto& r : f.ctx.rcpt_to) each = each || f.eval("body " + oper + " \"" + r + "\"");  // no quotes in the alphabet
+        ASSERT_EQ(any, each) << oper << " [" << m.text_body << "]";
     }
 }
