@@ -164,7 +164,8 @@ json::value queue_json(const std::vector<relay::queue_row>& rows) {
                                      {"updated_at", json_safe(row.updated_at)},
                                      {"next_attempt_at", row.next_attempt_at},
                                      {"last_result", json_safe(row.last_result)},
-                                     {"relayed_path", json_safe(row.relayed_path)}});
+                                     {"relayed_path", json_safe(row.relayed_path)},
+                                     {"test_mode", row.test_mode}});
     return array;
 }
 

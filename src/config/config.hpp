@@ -103,6 +103,9 @@ struct relay_config {
     std::uint32_t connect_timeout_seconds = 30;
     std::uint32_t command_timeout_seconds = 120;
     bool starttls = true;  // opportunistic STARTTLS when the MX offers it
+    // Connect to MX addresses that are not globally routable (loopback, RFC 1918, link-local,
+    // ...). Off: an MX record pointing inside is refused (SSRF). Only for test setups.
+    bool allow_private_destinations = false;
 };
 
 struct settings {

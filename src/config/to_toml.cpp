@@ -119,7 +119,8 @@ void write_relay(std::ostream& out, const relay_config& relay) {
         << "poll_interval_ms = " << relay.poll_interval_ms << '\n'
         << "connect_timeout_seconds = " << relay.connect_timeout_seconds << '\n'
         << "command_timeout_seconds = " << relay.command_timeout_seconds << '\n'
-        << "starttls = " << boolean(relay.starttls) << '\n';
+        << "starttls = " << boolean(relay.starttls) << '\n'
+        << "allow_private_destinations = " << boolean(relay.allow_private_destinations) << '\n';
 }
 
 }  // namespace

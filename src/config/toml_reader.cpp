@@ -354,7 +354,7 @@ void apply_relay(table_reader& parent, relay_config& target, const std::string& 
                  "per_domain_daily", "max_size_bytes", "max_recipients", "test_mode", "test_server", "test_recipient",
                  "ports", "force_ipv4_domains", "dns_servers", "dns_timeout_ms", "max_mx_hosts", "max_attempts",
                  "retry_base_seconds", "retry_max_seconds", "poll_interval_ms", "connect_timeout_seconds",
-                 "command_timeout_seconds", "starttls"});
+                 "command_timeout_seconds", "starttls", "allow_private_destinations"});
     if (auto value = reader.boolean("enabled")) target.enabled = *value;
     read_integer(reader, "daily", {0, 100'000}, target.daily);
     read_integer(reader, "per_recipient_daily", {0, 100'000}, target.per_recipient_daily);
@@ -381,6 +381,7 @@ void apply_relay(table_reader& parent, relay_config& target, const std::string& 
     read_integer(reader, "connect_timeout_seconds", {1, 3600}, target.connect_timeout_seconds);
     read_integer(reader, "command_timeout_seconds", {1, 3600}, target.command_timeout_seconds);
     if (auto value = reader.boolean("starttls")) target.starttls = *value;
+    if (auto value = reader.boolean("allow_private_destinations")) target.allow_private_destinations = *value;
 }
 
 toml::table parse_document(std::string_view toml_text, const std::string& origin) {

@@ -37,6 +37,7 @@ relay::relay_service_options relay_options_from(const config::settings& settings
     options.client.connect_timeout = std::chrono::seconds(relay.connect_timeout_seconds);
     options.client.command_timeout = std::chrono::seconds(relay.command_timeout_seconds);
     options.client.starttls = relay.starttls;
+    options.allow_private_destinations = relay.allow_private_destinations;
     return options;
 }
 

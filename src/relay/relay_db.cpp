@@ -64,11 +64,16 @@ CREATE INDEX relay_decisions_message ON relay_decisions(message_id);
     R"sql(
 CREATE INDEX relay_queue_created ON relay_queue(created_at);
 )sql",
+    // 4: test mode is the reservation's, not the delivering process's: a row reserved in test
+    // mode never goes to its real recipient, whatever the config is when it is sent
+    R"sql(
+ALTER TABLE relay_queue ADD COLUMN test_mode INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr const char* queue_columns =
     "id, decision_id, message_id, file, sha256, mail_from, recipient, recipients, client_ip, size, manual, "
-    "state, attempts, next_attempt_at, lease_until, created_at, updated_at, last_result, relayed_path";
+    "state, attempts, next_attempt_at, lease_until, created_at, updated_at, last_result, relayed_path, test_mode";
 
 queue_row read_queue_row(const stmt& s) {
     queue_row r;
@@ -91,6 +96,7 @@ queue_row read_queue_row(const stmt& s) {
     r.updated_at = s.text(16);
     r.last_result = s.text(17);
     r.relayed_path = s.text(18);
+    r.test_mode = s.i64(19) != 0;
     return r;
 }
 
@@ -112,6 +118,14 @@ decision_row read_decision(const stmt& s) {
     d.allowed = s.i64(10) != 0;
     d.cap = s.text(11);
     return d;
+}
+
+// " AND id NOT IN (...)" for the rows this process is delivering (ids are integers: no quoting).
+std::string not_in_flight(const std::set<std::int64_t>& in_flight) {
+    if (in_flight.empty()) return "";
+    std::string sql = " AND id NOT IN (";
+    for (const auto id : in_flight) sql += (sql.back() == '(' ? "" : ",") + std::to_string(id);
+    return sql + ")";
 }
 
 }  // namespace
@@ -201,26 +215,48 @@ std::uint64_t relay_db::counter(const held_lock&, const std::string& day, const 
     return s.step() ? static_cast<std::uint64_t>(s.i64(0)) : 0;
 }
 
-std::vector<queue_row> relay_db::claim_due(sys_time now, std::chrono::seconds lease, std::size_t limit) {
+std::vector<queue_row> relay_db::claim_due(sys_time now, std::chrono::seconds lease, unsigned max_attempts,
+                                           std::size_t limit, const std::set<std::int64_t>& in_flight) {
     std::lock_guard lock(mutex_);
     const std::int64_t t = unix_seconds(now);
     std::vector<queue_row> rows;
     detail::transaction tx(db_);
     {
+        // The rows this process is delivering are left out in SQL, so they cannot crowd the
+        // due ones out of the limit.
         stmt s(db_, (std::string("SELECT ") + queue_columns +
-                     " FROM relay_queue WHERE (state IN ('queued','deferred') AND next_attempt_at <= ?1)"
-                     " OR (state = 'sending' AND lease_until <= ?1) ORDER BY next_attempt_at, id LIMIT ?2")
+                     " FROM relay_queue WHERE ((state IN ('queued','deferred') AND next_attempt_at <= ?1)"
+                     " OR (state = 'sending' AND lease_until <= ?1))" + not_in_flight(in_flight) +
+                     " ORDER BY next_attempt_at, id LIMIT ?2")
                         .c_str());
         s.bind(1, t).bind(2, static_cast<std::int64_t>(limit));
         while (s.step()) rows.push_back(read_queue_row(s));
     }
-    stmt u(db_, "UPDATE relay_queue SET state = 'sending', lease_until = ?, updated_at = ? WHERE id = ?");
     const std::string at = events::iso8601_utc(now);
+    stmt claim(db_, "UPDATE relay_queue SET state = 'sending', attempts = ?, lease_until = ?, updated_at = ? WHERE id = ?");
+    stmt give_up(db_,
+                 "UPDATE relay_queue SET state = 'failed', attempts = ?, lease_until = 0, next_attempt_at = ?, "
+                 "last_result = ?, updated_at = ? WHERE id = ?");
     for (auto& r : rows) {
+        // The claim is the attempt: counted here, in the same transaction, so a process that
+        // dies (or hangs) while sending still spends one of the row's attempts.
+        r.attempts += 1;
+        if (r.attempts > max_attempts) {
+            r.state = "failed";
+            r.lease_until = 0;
+            r.next_attempt_at = t;
+            r.attempts = max_attempts;
+            r.last_result = "gave up after " + std::to_string(max_attempts) +
+                            " attempts (the last never finished: the process died or hung)" +
+                            (r.last_result.empty() ? std::string() : "; before: " + r.last_result);
+            give_up.bind(1, max_attempts).bind(2, t).bind(3, r.last_result).bind(4, at).bind(5, r.id).run();
+            give_up.reset();
+            continue;
+        }
         r.state = "sending";
         r.lease_until = t + lease.count();
-        u.bind(1, r.lease_until).bind(2, at).bind(3, r.id).run();
-        u.reset();
+        claim.bind(1, r.attempts).bind(2, r.lease_until).bind(3, at).bind(4, r.id).run();
+        claim.reset();
     }
     tx.commit();
     return rows;
@@ -274,11 +310,11 @@ std::vector<queue_row> relay_db::queue_of_day(const std::string& day, std::size_
     return rows;
 }
 
-std::optional<std::int64_t> relay_db::next_due_time() {
+std::optional<std::int64_t> relay_db::next_due_time(const std::set<std::int64_t>& in_flight) {
     std::lock_guard lock(mutex_);
-    stmt s(db_,
-           "SELECT MIN(CASE WHEN state = 'sending' THEN lease_until ELSE next_attempt_at END) FROM relay_queue "
-           "WHERE state IN ('queued','deferred','sending')");
+    stmt s(db_, ("SELECT MIN(CASE WHEN state = 'sending' THEN lease_until ELSE next_attempt_at END) FROM relay_queue "
+                 "WHERE state IN ('queued','deferred','sending')" + not_in_flight(in_flight))
+                    .c_str());
     if (!s.step() || s.is_null(0)) return std::nullopt;
     return s.i64(0);
 }

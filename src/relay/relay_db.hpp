@@ -12,7 +12,8 @@
 //   relay_decisions (one row per check: allowed or refused with the cap's name)
 //   relay_queue     (one row per (message, recipient) allowed: durable, survives restarts;
 //                    state queued|sending|deferred|delivered|failed, attempts, next_attempt_at,
-//                    lease_until so that several processes on one DB never send one row twice)
+//                    lease_until so that several processes on one DB never send one row twice,
+//                    test_mode: reserved in test mode, so never sent to the real recipient)
 //   relay_attempts  (one row per SMTP connection: MX host, IP, port, TLS, reply, transcript)
 //
 // One instance = one SQLite connection, serialised by a mutex; open one per thread or
@@ -24,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +58,7 @@ struct queue_row {
     std::string created_at, updated_at;
     std::string last_result;
     std::string relayed_path;  // the copy in .Probes, once final
+    bool test_mode = false;    // reserved in test mode: only ever sent to the test server
 };
 
 struct attempt_row {
@@ -116,9 +119,16 @@ public:
     std::uint64_t counter(const held_lock& held, const std::string& day, const std::string& scope, const std::string& key);
 
     // Queue. claim_due: rows whose time has come (queued/deferred with next_attempt_at <= now,
-    // or sending with an expired lease: the process that claimed it died) become `sending`
-    // with lease_until = now + lease, atomically, and are returned. At most `limit` rows.
-    std::vector<queue_row> claim_due(sys_time now, std::chrono::seconds lease, std::size_t limit = 64);
+    // or sending with an expired lease: the process that claimed it died or hung), except the
+    // ids in `in_flight` (the caller's own deliveries, whatever their lease says), are claimed
+    // atomically and returned, at most `limit`. A claim counts one attempt (attempts + 1, in
+    // the same transaction: a crash-looping process cannot resend forever): the row becomes
+    // `sending` with lease_until = now + lease; a row whose count would pass max_attempts
+    // becomes `failed` instead ("gave up ..." in last_result) and is returned with that
+    // state, to be reported, never delivered. So a delivery's attempt number is the returned
+    // row's `attempts`; finish() writes it back unchanged.
+    std::vector<queue_row> claim_due(sys_time now, std::chrono::seconds lease, unsigned max_attempts,
+                                     std::size_t limit = 64, const std::set<std::int64_t>& in_flight = {});
     void finish(std::int64_t queue_id, const std::string& state, unsigned attempts,
                 std::int64_t next_attempt_at, const std::string& last_result,
                 const std::string& relayed_path, sys_time now);
@@ -128,7 +138,8 @@ public:
     std::map<std::string, std::uint64_t> count_queue_by_state();
     // The rows created on `day` ("YYYY-MM-DD", UTC), oldest first.
     std::vector<queue_row> queue_of_day(const std::string& day, std::size_t limit = 10'000);
-    std::optional<std::int64_t> next_due_time();  // earliest next_attempt_at of waiting rows
+    // Earliest next_attempt_at (lease_until for `sending`) of the waiting rows not in `in_flight`.
+    std::optional<std::int64_t> next_due_time(const std::set<std::int64_t>& in_flight = {});
 
     std::int64_t insert_attempt(const attempt_row& attempt);
     std::vector<attempt_row> list_attempts(std::optional<std::int64_t> queue_id = {}, std::size_t limit = 1000);

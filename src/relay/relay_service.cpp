@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -27,6 +28,7 @@
 #include "common/text.hpp"
 #include "events/event_log.hpp"
 #include "relay/db_change_probe.hpp"
+#include "relay/destination_policy.hpp"
 #include "relay/message.hpp"
 #include "store/ingest.hpp"
 #include "store/maildir.hpp"
@@ -98,12 +100,17 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     std::atomic<bool> started{false};
     resolver dns;
     std::uint64_t log_sequence = 0;
+    // The rows this process is delivering (relay thread only). Their lease may run out while
+    // a slow MX holds the delivery (or the wall clock may jump); claim_due must not hand them
+    // out again here, or one reservation would be sent twice at once.
+    std::set<std::int64_t> in_flight;
 
     impl(relay_service_options o, store::ingest* i, events::event_log* e)
         : options(std::move(o)), ingest(i), events(e), guard(options.data_dir / "relaybait.db", options.limits),
           dns(io.get_executor(), options.dns) {
         options.client.helo_name = options.hostname;
         if (options.ports.empty()) options.ports = {25};
+        if (options.delivery_deadline <= std::chrono::seconds::zero()) options.delivery_deadline = options.lease / 2;
     }
 
     relay_db& db() { return guard.db(); }
@@ -207,8 +214,15 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     // Claims the due rows and starts their deliveries; the queue's next due time, if any.
     std::optional<std::int64_t> read_queue(std::chrono::system_clock::time_point now) {
         if (!options.limits.enabled || guard.paused()) return std::nullopt;
-        for (auto& row : db().claim_due(now, options.lease)) asio::co_spawn(io, deliver_row(std::move(row)), asio::detached);
-        return db().next_due_time();
+        for (auto& row : db().claim_due(now, options.lease, options.max_attempts, 64, in_flight)) {
+            if (row.state == "failed") {  // claimed once too often: given up, never delivered
+                report_final(row, "failed", row.attempts, row.last_result, {}, nullptr);
+                continue;
+            }
+            in_flight.insert(row.id);
+            asio::co_spawn(io, deliver_row(std::move(row)), asio::detached);
+        }
+        return db().next_due_time(in_flight);
     }
 
     struct candidate {
@@ -222,13 +236,26 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             co_await deliver_row_inner(row);
         } catch (const std::exception& e) {
             spdlog::error("relay: queue row {}: {}", row.id, e.what());
-            finish_temporary(row, row.attempts + 1, e.what());
+            try {
+                finish_temporary(row, row.attempts, e.what());
+            } catch (const std::exception& again) {  // the lease brings it back
+                spdlog::error("relay: queue row {}: {}", row.id, again.what());
+            }
         }
+        in_flight.erase(row.id);
     }
 
+    // One delivery round of a claimed row. row.attempts already counts this round (claim_due).
     asio::awaitable<void> deliver_row_inner(queue_row& row) {
-        const unsigned attempts = row.attempts + 1;
-        const bool test_mode = options.limits.test_mode;
+        const unsigned attempts = row.attempts;
+        // Test mode is the reservation's (relay_queue.test_mode) or this process's: either
+        // one keeps the copy away from the real recipient.
+        row.test_mode = row.test_mode || options.limits.test_mode;
+        const bool test_mode = row.test_mode;
+        // The whole round ends well before the lease does (the row is ours alone until then).
+        const auto deadline = std::chrono::steady_clock::now() + options.delivery_deadline;
+        const std::string deadline_passed =
+            "delivery deadline (" + std::to_string(options.delivery_deadline.count()) + " s) passed";
         auto bytes = read_file(resolve(row.file), options.limits.max_size + (64u << 10));
         if (!bytes) {
             finish(row, "failed", attempts, "message file missing: " + row.file, {}, nullptr);
@@ -249,7 +276,12 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         std::string rcpt = row.recipient;
         if (test_mode) {
             if (options.limits.test_server.empty() || options.limits.test_recipient.empty()) {
-                finish(row, "failed", attempts, "test mode without test_server/test_recipient; " + mx_summary, {}, nullptr);
+                // A row reserved in test mode, delivered by a process without a test server:
+                // failed, never sent to the real recipient (safety invariant 3).
+                finish(row, "failed", attempts,
+                       std::string(options.limits.test_mode ? "test mode" : "reserved in test mode, and this process has") +
+                           " no test_server/test_recipient: not sent; " + mx_summary,
+                       {}, nullptr);
                 co_return;
             }
             rcpt = options.limits.test_recipient;
@@ -274,16 +306,34 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             bool ipv4_only = false;
             for (const auto& d : options.force_ipv4_domains) ipv4_only = ipv4_only || ends_with_domain(domain, d);
             std::size_t hosts = 0;
+            std::vector<std::string> refused;  // "host ip (why)": addresses the relay never connects to
             for (const auto& h : mx.hosts) {
                 if (hosts++ >= options.max_mx_hosts || candidates.size() >= options.max_connections) break;
                 const address_result a = co_await dns.addresses(h.host, !ipv4_only);
                 for (const auto& ip : a.addresses) {
                     if (ipv4_only && ip.is_v6()) continue;
+                    // SSRF: an MX record is the attacker's data; it must not point us at our
+                    // own host, LAN or a metadata service (destination_policy.hpp).
+                    if (!options.allow_private_destinations) {
+                        if (const std::string why = non_public_reason(ip); !why.empty()) {
+                            if (refused.size() < 8) refused.push_back(h.host + " " + ip.to_string() + " (" + why + ")");
+                            continue;
+                        }
+                    }
                     for (auto port : options.ports) {
                         if (candidates.size() < options.max_connections) candidates.push_back({h.host, ip, port});
                     }
                 }
             }
+            std::string refused_list;
+            for (const auto& r : refused) refused_list += (refused_list.empty() ? "" : ", ") + r;
+            if (candidates.empty() && !refused.empty()) {
+                finish(row, "failed", attempts,
+                       "MX " + domain + " resolves only to non-public addresses: " + refused_list + "; " + mx_summary, {},
+                       nullptr);
+                co_return;
+            }
+            if (!refused.empty()) mx_summary += "; not connecting to non-public addresses: " + refused_list;
             if (candidates.empty()) {
                 finish_temporary(row, attempts, mx_summary + "; no address for any MX host");
                 co_return;
@@ -291,18 +341,26 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         }
 
         std::optional<attempt_row> last;
+        bool out_of_time = false;
         for (const auto& c : candidates) {
             if (stopping) co_return;  // the lease brings it back
             if (!options.limits.enabled || guard.paused()) {  // kill switch: stop before the next connection
-                db().finish(row.id, "queued", row.attempts, unix_seconds(std::chrono::system_clock::now()), "paused", "",
-                            std::chrono::system_clock::now());
+                // Back to the queue; this round does not count (the claim counted it).
+                db().finish(row.id, "queued", row.attempts - 1, unix_seconds(std::chrono::system_clock::now()), "paused",
+                            "", std::chrono::system_clock::now());
                 co_return;
+            }
+            if (std::chrono::steady_clock::now() >= deadline) {
+                out_of_time = true;
+                break;
             }
             // The system CA bundle is loaded at the first delivery, not at start (0.5 MB a
             // honeypot that never relays does not need to hold).
             if (!options.client.tls_context) options.client.tls_context = make_client_tls_context();
             smtp_client_options client = options.client;
+            client.session_deadline = deadline;
             for (int pass = 0; pass < 2; ++pass) {
+                if (pass > 0 && std::chrono::steady_clock::now() >= deadline) break;
                 const auto started = events::iso8601_utc_now();
                 smtp_target target{c.ip, c.port, c.port == 465, c.host};
                 std::vector<std::string> one_recipient;  // (no initializer_list across co_await: GCC 12)
@@ -346,8 +404,11 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 if (!res.tls_failed || !client.starttls) break;
                 client.starttls = false;  // opportunistic: once more in clear text
             }
+            if (std::chrono::steady_clock::now() >= deadline) out_of_time = true;
         }
-        finish_temporary(row, attempts, last ? last->reply_text : std::string("no connection"), last, message);
+        std::string why = last ? last->reply_text : std::string("no connection");
+        if (out_of_time) why = deadline_passed + "; " + why;
+        finish_temporary(row, attempts, why, last, message);
     }
 
     void finish_temporary(queue_row& row, unsigned attempts, const std::string& why, std::optional<attempt_row> last = {},
@@ -376,7 +437,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         f["recipient"] = row.recipient;
         f["src_ip"] = row.client_ip;
         f["manual"] = row.manual;
-        f["test_mode"] = options.limits.test_mode;
+        f["test_mode"] = row.test_mode || options.limits.test_mode;
         if (last) {
             f["delivered_to"] = last->delivered_to;
             f["mx_host"] = last->mx_host;
@@ -394,6 +455,13 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 const std::optional<attempt_row>& last, std::shared_ptr<const std::string> message) {
         const auto now = std::chrono::system_clock::now();
         db().finish(row.id, state, attempts, unix_seconds(now), why, "", now);
+        report_final(row, state, attempts, why, last, std::move(message));
+    }
+
+    // What follows a final state already in the DB: event, .Probes copy, daily log.
+    void report_final(const queue_row& row, const std::string& state, unsigned attempts, const std::string& why,
+                      const std::optional<attempt_row>& last, std::shared_ptr<const std::string> message) {
+        const auto now = std::chrono::system_clock::now();
         boost::json::object f = row_fields(row, last);
         f["attempts"] = attempts;
         f["result"] = why;
@@ -413,7 +481,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         add("Queue-Id", std::to_string(row.id));
         add("Recipient", row.recipient);
         add("Attempts", std::to_string(attempts));
-        add("Test-Mode", options.limits.test_mode ? "yes" : "no");
+        add("Test-Mode", row.test_mode || options.limits.test_mode ? "yes" : "no");
         if (last) {
             add("Delivered-To", last->delivered_to);
             add("MX", last->mx_host);

@@ -15,11 +15,18 @@
 //     1. MX lookup of the recipient's domain (c-ares; implicit MX; null MX/NXDOMAIN = failed)
 //     2. test mode: the lookup is still made and recorded, then the copy goes to
 //        limits.test_server / limits.test_recipient and nowhere else (safety invariant 3)
+//        Test mode is the row's (relay_queue.test_mode, recorded at reservation) OR this
+//        process's: a row reserved in test mode is failed, never sent to its real recipient,
+//        when this process has no test_server/test_recipient.
 //     3. else the first max_mx_hosts MX hosts in preference order, each host's addresses
-//        IPv6 first (IPv4 only when the domain or a parent is in force_ipv4_domains), each
-//        configured port (465 = implicit TLS, others STARTTLS when offered), at most
-//        max_connections per round; a STARTTLS handshake failure is retried once in clear
-//        text on the same address (opportunistic TLS, RFC 7435)
+//        IPv6 first (IPv4 only when the domain or a parent is in force_ipv4_domains), minus
+//        every address that is not globally routable (destination_policy.hpp; unless
+//        allow_private_destinations; a domain left with none is failed, "MX x resolves only
+//        to non-public addresses ..."), each configured port (465 = implicit TLS, others
+//        STARTTLS when offered), at most max_connections per round; a STARTTLS handshake
+//        failure is retried once in clear text on the same address (opportunistic TLS,
+//        RFC 7435). The round ends by delivery_deadline (default lease / 2): no candidate
+//        is tried after it and the SMTP session in progress is abandoned (temporary).
 //     4. every connection is a relay_attempts row (MX host, IP, port, TLS, reply, transcript)
 //     5. delivered (2xx) or permanent (5xx) ends the row; otherwise deferred with exponential
 //        backoff retry_base * 2^(attempts-1) (capped at retry_max) until max_attempts, then failed
@@ -30,6 +37,10 @@
 //   same on the DB, and a running service sees it within poll_interval).
 //   stop() stops the thread; rows being sent stay `sending` with a lease and are taken up
 //   again after the lease expires (at-least-once, like an MTA after a crash).
+//   One row is delivered by one coroutine at a time: the rows this process is delivering are
+//   never claimed again by it (even once their lease has run out, or the wall clock jumped),
+//   and each claim counts an attempt, so a row whose deliveries never finish (a crash loop)
+//   is failed after max_attempts claims.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -65,6 +76,14 @@ struct relay_service_options {
     std::chrono::seconds retry_max{4 * 3600};
     std::chrono::milliseconds poll_interval{5000};
     std::chrono::seconds lease{3600};
+    // A delivery round's budget (steady clock), from the claim to its last connection; must be
+    // well under `lease` (other processes on the DB take the row up when the lease runs out).
+    // Zero: lease / 2.
+    std::chrono::seconds delivery_deadline{0};
+    // Connect to non-public addresses (loopback, RFC 1918, link-local, ...) that MX records
+    // resolve to. Only for tests whose fake MX lives on loopback; test mode's test_server is
+    // not subject to it (the operator chose it).
+    bool allow_private_destinations = false;
     smtp_client_options client;  // timeouts, TLS context (helo_name is set from hostname)
 };
 

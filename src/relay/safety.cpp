@@ -1,8 +1,10 @@
 #include "relay/safety.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -23,6 +25,37 @@ std::string address_domain(std::string_view address) {
     return domain;
 }
 
+std::string canonical_address(std::string_view address) {
+    const auto at = address.rfind('@');
+    if (at == std::string_view::npos) return text::lowercase(address);
+    std::string_view local = address.substr(0, at);
+    std::string canonical;
+    if (local.size() >= 2 && local.front() == '"' && local.back() == '"') {
+        // RFC 5321 Quoted-string: "\x" is x. The quotes only spell the same mailbox.
+        local = local.substr(1, local.size() - 2);
+        for (std::size_t i = 0; i < local.size(); ++i) {
+            if (local[i] == '\\' && i + 1 < local.size()) ++i;
+            canonical += local[i];
+        }
+    } else {
+        canonical = local;
+    }
+    canonical = text::lowercase(canonical);
+    return canonical + "@" + address_domain(address);
+}
+
+std::string client_ip_key(std::string_view client_ip) {
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(std::string(client_ip), ec);
+    if (ec) return text::lowercase(client_ip);
+    if (address.is_v4()) return address.to_string();
+    const auto v6 = address.to_v6();
+    if (v6.is_v4_mapped()) return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_string();
+    auto bytes = v6.to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
 std::string json_string_array(const std::vector<std::string>& items) {
     boost::json::array array;
     for (const auto& item : items) array.emplace_back(events::to_json_safe(item));
@@ -33,25 +66,26 @@ safety::safety(const std::filesystem::path& db_file, relay_limits limits) : db_(
 
 decision safety::check_and_reserve(const relay_request& request, sys_time now) {
     decision result;
-    // Normalise: lower-cased, deduplicated recipients, in the order given.
+    // Normalise: deduplicated by canonical form, in the order given.
     std::vector<std::string> recipients;  // as given (local parts may be case-sensitive)
-    std::vector<std::string> keys;        // lower-cased: what the caps count
+    std::vector<std::string> keys;        // canonical_address: what the caps count
     std::set<std::string> seen;
     bool bad_recipient = false;
     for (const auto& rcpt : request.recipients) {
-        std::string key = text::lowercase(rcpt);
-        const auto at = key.rfind('@');
-        if (at == std::string::npos || at == 0 || address_domain(key).empty() || key.size() > 320 ||
-            key.find_first_of(" \t\r\n<>") != std::string::npos) {
+        const auto at = rcpt.rfind('@');
+        if (at == std::string::npos || at == 0 || address_domain(rcpt).empty() || rcpt.size() > 320 ||
+            rcpt.find_first_of(" \t\r\n<>") != std::string::npos) {
             bad_recipient = true;
             continue;
         }
+        std::string key = canonical_address(rcpt);
         if (seen.insert(key).second) {
             recipients.push_back(rcpt);
             keys.push_back(std::move(key));
         }
     }
-    const std::string sender = request.mail_from.empty() ? std::string("<>") : text::lowercase(request.mail_from);
+    const std::string sender = request.mail_from.empty() ? std::string("<>") : canonical_address(request.mail_from);
+    const std::string client = client_ip_key(request.client_ip);
     const std::string day = utc_day(now);
     const std::string at = events::iso8601_utc(now);
     const auto n = static_cast<std::uint64_t>(recipients.size());
@@ -78,7 +112,7 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
     if (result.cap.empty()) {
         refuse_if(count("daily", "") + n > limits_.daily, "daily") ||
             refuse_if(count("sender", sender) + n > limits_.per_sender_daily, "per_sender") ||
-            refuse_if(count("client_ip", request.client_ip) + n > limits_.per_client_ip_daily, "per_client_ip");
+            refuse_if(count("client_ip", client) + n > limits_.per_client_ip_daily, "per_client_ip");
     }
     std::map<std::string, std::uint64_t> per_domain;
     for (const auto& rcpt : keys) ++per_domain[address_domain(rcpt)];
@@ -110,20 +144,20 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
         };
         add("daily", "", n);
         add("sender", sender, n);
-        add("client_ip", request.client_ip, n);
+        add("client_ip", client, n);
         for (const auto& rcpt : keys) add("recipient", rcpt, 1);
         for (const auto& [domain, k] : per_domain) add("domain", domain, k);
         stmt digest(db, "INSERT INTO relay_digests(sha256, message_id, reserved_at) VALUES(?, ?, ?)");
         digest.bind(1, text::lowercase(request.sha256)).bind(2, request.message_id).bind(3, at).run();
         stmt queue(db,
                    "INSERT INTO relay_queue(decision_id, message_id, file, sha256, mail_from, recipient, recipients, "
-                   "client_ip, size, manual, state, attempts, next_attempt_at, created_at, updated_at) "
-                   "VALUES(?,?,?,?,?,?,?,?,?,?,'queued',0,?,?,?)");
+                   "client_ip, size, manual, state, attempts, next_attempt_at, created_at, updated_at, test_mode) "
+                   "VALUES(?,?,?,?,?,?,?,?,?,?,'queued',0,?,?,?,?)");
         for (const auto& rcpt : recipients) {
             queue.bind(1, result.decision_id).bind(2, request.message_id).bind(3, request.file)
                 .bind(4, text::lowercase(request.sha256)).bind(5, request.mail_from).bind(6, rcpt).bind(7, recipients_json)
                 .bind(8, request.client_ip).bind(9, request.size).bind(10, request.manual).bind(11, unix_seconds(now))
-                .bind(12, at).bind(13, at).run();
+                .bind(12, at).bind(13, at).bind(14, limits_.test_mode).run();
             queue.reset();
             result.queue_ids.push_back(sqlite3_last_insert_rowid(db));
         }

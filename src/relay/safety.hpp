@@ -23,10 +23,15 @@
 //   recipients      more distinct recipients than max_recipients
 //   identical       a message with the same sha256 was already reserved (ever)
 //   daily           copies today + this request > daily
-//   per_sender      per MAIL FROM address (lower-cased; "<>" for the null sender)
-//   per_client_ip   per client IP
-//   per_recipient   per recipient address (lower-cased)
-//   per_domain      per recipient domain (lower-cased, trailing dot removed)
+//   per_sender      per MAIL FROM address (canonical_address; "<>" for the null sender)
+//   per_client_ip   per client network (client_ip_key: an IPv4 address, an IPv6 /64)
+//   per_recipient   per recipient address (canonical_address: one mailbox, one key, however
+//                   it is spelled: v@b.com, V@B.COM., "v"@b.com, "\v"@b.com)
+//   per_domain      per recipient domain (lower-cased, trailing dots removed)
+//
+// Each queue row records whether it was reserved in test mode (relay_queue.test_mode), so a
+// row reserved in test mode is only ever delivered to the test server, even by a process
+// whose config has test mode off (relay_service fails it when it has no test server).
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -101,6 +106,15 @@ private:
 
 // Helpers (public for tests and the service).
 std::string address_domain(std::string_view address);  // lower-cased, "" when none
+// What the per-recipient and per-sender caps count: the address lower-cased, the domain
+// without trailing dots, a quoted local part unquoted and unescaped ("a\"b"@x -> a"b@x).
+// An address without '@' is only lower-cased.
+std::string canonical_address(std::string_view address);
+// What the per-client-IP cap counts: an IPv4 address as is, an IPv4-mapped IPv6 address as
+// its IPv4 address, any other IPv6 address as its /64 ("2001:db8:1:2::/64": one subscriber
+// usually holds a whole /64, so counting single addresses would let it pick a new one per
+// probe). Text that is not an address is kept (lower-cased).
+std::string client_ip_key(std::string_view client_ip);
 std::string json_string_array(const std::vector<std::string>& items);
 
 }  // namespace relaybait::relay

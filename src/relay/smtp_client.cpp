@@ -103,8 +103,8 @@ struct reply {
 
 class connection : public std::enable_shared_from_this<connection> {
 public:
-    connection(asio::any_io_executor ex, delivery_result& result)
-        : socket_(ex), deadline_timer_(ex), result_(result) {}
+    connection(asio::any_io_executor ex, delivery_result& result, asio::steady_timer::time_point session_deadline)
+        : socket_(ex), deadline_timer_(ex), result_(result), session_deadline_(session_deadline) {}
 
     tcp::socket socket_;
     std::unique_ptr<ssl::stream<tcp::socket&>> tls_;
@@ -113,6 +113,7 @@ public:
     std::string buffer_;
     bool timed_out_ = false;
     bool finished_ = false;
+    asio::steady_timer::time_point session_deadline_;  // smtp_client_options::session_deadline
 
     void note(char dir, std::string text) {
         if (result_.transcript.size() >= 500) return;  // bounded
@@ -137,7 +138,15 @@ public:
             }
         }
     }
-    void deadline(std::chrono::milliseconds d) { deadline_timer_.expires_after(d); }
+    // The step's deadline, never later than the whole session's.
+    void deadline(std::chrono::milliseconds d) {
+        const auto now = asio::steady_timer::clock_type::now();
+        const auto step = d >= session_deadline_ - now ? session_deadline_ : now + d;
+        deadline_timer_.expires_at(step);
+    }
+    std::string timeout_text() const {
+        return asio::steady_timer::clock_type::now() >= session_deadline_ ? "session deadline passed" : "timeout";
+    }
     void finish() {
         finished_ = true;
         deadline_timer_.cancel();
@@ -175,7 +184,7 @@ public:
             boost::system::error_code ec;
             const std::size_t n = co_await read_some(chunk, sizeof chunk, ec);
             if (ec || n == 0) {
-                result_.error = timed_out_ ? "timeout" : (ec ? ec.message() : "connection closed");
+                result_.error = timed_out_ ? timeout_text() : (ec ? ec.message() : "connection closed");
                 co_return false;
             }
             buffer_.append(chunk, n);
@@ -219,7 +228,7 @@ public:
         boost::system::error_code ec;
         co_await write(line + "\r\n", ec);
         if (ec) {
-            result_.error = timed_out_ ? "timeout" : ec.message();
+            result_.error = timed_out_ ? timeout_text() : ec.message();
             co_return reply{};
         }
         co_return co_await read_reply(timeout);
@@ -238,7 +247,7 @@ public:
         boost::system::error_code ec;
         co_await tls_->async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
-            note('I', "TLS handshake failed: " + (timed_out_ ? std::string("timeout") : ec.message()));
+            note('I', "TLS handshake failed: " + (timed_out_ ? timeout_text() : ec.message()));
             result_.error = "TLS handshake failed";
             result_.tls_failed = true;
             tls_.reset();
@@ -309,7 +318,7 @@ asio::awaitable<void> run(std::shared_ptr<connection> c, smtp_target target, std
     boost::system::error_code ec;
     co_await c->socket_.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-        result.error = "connect: " + (c->timed_out_ ? std::string("timeout") : ec.message());
+        result.error = "connect: " + (c->timed_out_ ? c->timeout_text() : ec.message());
         c->note('I', result.error);
         fail_all(result, recipients, 0, result.error);
         co_return;
@@ -404,7 +413,7 @@ asio::awaitable<void> run(std::shared_ptr<connection> c, smtp_target target, std
     c->deadline(options.data_timeout);
     co_await c->write(payload, ec);
     if (ec) {
-        result.error = c->timed_out_ ? "timeout" : ec.message();
+        result.error = c->timed_out_ ? c->timeout_text() : ec.message();
         settle_accepted(0, result.error);
         co_return;
     }
@@ -418,7 +427,7 @@ asio::awaitable<void> run(std::shared_ptr<connection> c, smtp_target target, std
 asio::awaitable<delivery_result> deliver(smtp_target target, std::string mail_from, std::vector<std::string> recipients,
                                          std::shared_ptr<const std::string> message, smtp_client_options options) {
     delivery_result result;
-    auto c = std::make_shared<connection>(co_await asio::this_coro::executor, result);
+    auto c = std::make_shared<connection>(co_await asio::this_coro::executor, result, options.session_deadline);
     c->start_watchdog();
     try {
         co_await run(c, std::move(target), std::move(mail_from), recipients, std::move(message), std::move(options));

@@ -11,7 +11,8 @@
 //
 // Results per recipient: delivered (2xx after DATA), permanent (5xx), temporary (4xx,
 // network errors, timeouts, protocol violations). Nothing from the server is trusted:
-// replies are bounded (line 2,048 bytes, 100 lines) and every step has a deadline.
+// replies are bounded (line 2,048 bytes, 100 lines), every step has a deadline, and so has
+// the whole session (smtp_client_options::session_deadline).
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -46,6 +47,11 @@ struct smtp_client_options {
     std::chrono::milliseconds connect_timeout{30'000};
     std::chrono::milliseconds command_timeout{120'000};  // per reply (RFC 5321 4.5.3.2 says 5 min)
     std::chrono::milliseconds data_timeout{300'000};     // sending the body + its final reply
+    // The whole session (connect to QUIT) ends by this time whatever the per-step timeouts
+    // allow: a tarpit answering one byte short of every timeout cannot hold it longer. When it
+    // passes, the socket is closed and the recipients are temporary failures
+    // ("session deadline passed"). max(): only the per-step timeouts.
+    std::chrono::steady_clock::time_point session_deadline = std::chrono::steady_clock::time_point::max();
     bool starttls = true;  // use STARTTLS when offered
     std::shared_ptr<boost::asio::ssl::context> tls_context;  // null: make_client_tls_context()
 };

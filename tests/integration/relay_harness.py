@@ -370,10 +370,12 @@ class TempfailMx:
 def relay_toml(dns: str, ports: list[int], relay: dict | None = None, rules_file: str | Path | None = None,
                limits: dict | None = None, auth_policy: str = "accept-all") -> str:
     """A relaybait TOML: $self.ip = 127.0.0.1 (no interface addresses), the relay using the test
-    DNS and delivering to `ports`, fast polling and retries, caps from `relay`."""
+    DNS and delivering to `ports`, fast polling and retries, caps from `relay`. Every MX of the
+    test DNS resolves to a loopback address, which the relay refuses unless
+    allow_private_destinations (on here; test_mx_on_a_private_address_is_not_relayed turns it off)."""
     settings = {"dns_servers": [dns], "ports": ports, "poll_interval_ms": 200, "retry_base_seconds": 1,
                 "retry_max_seconds": 2, "dns_timeout_ms": 1000, "connect_timeout_seconds": 5,
-                "command_timeout_seconds": 10, "starttls": False}
+                "command_timeout_seconds": 10, "starttls": False, "allow_private_destinations": True}
     settings.update(relay or {})
     lines = ["[identity]", f'ipv4 = ["{SELF_IP}"]', "interface_addresses = false", ""]
     if rules_file is not None:

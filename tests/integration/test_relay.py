@@ -390,6 +390,23 @@ def test_temporary_failure_is_retried(relay_env):
     assert [a["outcome"] for a in attempts_of(server, qrows[0]["id"])] == ["temporary", "delivered"]
 
 
+def test_mx_on_a_private_address_is_not_relayed(relay_env):
+    """SSRF: outside test mode the relay never talks SMTP to a non-public address an MX record
+    points at (here every MX resolves to 127.0.0.x), unless allow_private_destinations."""
+    server = relay_env.server(relay={"allow_private_destinations": False})
+    rcpt = f"user@{SPAMMER_DOMAIN}"
+    row = stored(server, send(server, probe_message(uuid.uuid4().hex), rcpt))
+    failed = wait_relay_event(server, row, "relay.failed")
+    assert "resolves only to non-public addresses" in failed.get("result", ""), failed
+    assert "127.0.0.1 (loopback)" in failed["result"], failed
+    qrows = queue_rows_of(server, row)
+    assert len(qrows) == 1 and qrows[0]["state"] == "failed", qrows
+    assert "non-public" in qrows[0]["last_result"], qrows
+    assert attempts_of(server, qrows[0]["id"]) == [], "a connection was attempted"
+    time.sleep(1)
+    assert relay_env.provider.count() == 0, "the probe reached the MX on loopback"
+
+
 def test_first_mx_4xx_falls_back_to_the_next(relay_env):
     server = relay_env.server()
     rcpt = f"user@{TEMPFIRST_DOMAIN}"

@@ -387,6 +387,7 @@ poll_interval_ms = 600000
 connect_timeout_seconds = 5
 command_timeout_seconds = 3600
 starttls = false
+allow_private_destinations = true
 )";
 
 TEST(config_file, reads_every_new_key) {
@@ -424,6 +425,8 @@ TEST(config_file, reads_every_new_key) {
     EXPECT_EQ(r.connect_timeout_seconds, 5u);
     EXPECT_EQ(r.command_timeout_seconds, 3600u);
     EXPECT_FALSE(r.starttls);
+    EXPECT_TRUE(r.allow_private_destinations);
+    EXPECT_FALSE(relay_config{}.allow_private_destinations);  // off unless asked for
 }
 
 TEST(config_file, new_sections_round_trip_through_to_toml) {
@@ -441,6 +444,7 @@ TEST(config_file, new_sections_round_trip_through_to_toml) {
     EXPECT_EQ(back.rules.file, s.rules.file);
     EXPECT_EQ(back.relay.daily, 0u);
     EXPECT_FALSE(back.relay.starttls);
+    EXPECT_TRUE(back.relay.allow_private_destinations);
     // An empty array that replaced a default one stays empty.
     settings empty;
     empty.relay.force_ipv4_domains.clear();
@@ -454,6 +458,8 @@ TEST(config_errors, new_sections_unknown_keys_and_types) {
     EXPECT_STREQ(error_of("relay = 1\n").what(), "test.toml:1: relay: expected a table, got an integer");
     EXPECT_STREQ(error_of("[relay]\nenabled = \"no\"\n").what(),
                  "test.toml:2: relay.enabled: expected a boolean (true or false), got a string");
+    EXPECT_STREQ(error_of("[relay]\nallow_private_destinations = 1\n").what(),
+                 "test.toml:2: relay.allow_private_destinations: expected a boolean (true or false), got an integer");
     EXPECT_STREQ(error_of("[rules]\nfile = 1\n").what(), "test.toml:2: rules.file: expected a string, got an integer");
     EXPECT_STREQ(error_of("[identity]\nipv4 = \"1.2.3.4\"\n").what(),
                  "test.toml:2: identity.ipv4: expected an array of strings, got a string");

@@ -3,9 +3,15 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <poll.h>
+#include <sqlite3.h>
+
+#include <atomic>
+
 #include "events/event_log.hpp"
 #include "relay/message.hpp"
 #include "relay/relay_service.hpp"
+#include "relay/resolver.hpp"
 #include "relay/smtp_client.hpp"
 #include "store/ingest.hpp"
 #include "test_support.hpp"
@@ -293,4 +299,258 @@ TEST(RelayService, AnIdleServiceSeesRowsQueuedByAnotherProcess) {
     ASSERT_TRUE(by_hand("cli2", "other@example.test"));
     ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 2); }, std::chrono::seconds(20)));
     EXPECT_EQ(mta.received(), 2u);
+}
+
+namespace {
+
+// A tarpit MX on 127.0.0.1: accepts every connection and never says a word (the slowest MX a
+// delivery can meet). Counts connections, and the most it held open at once.
+class tarpit {
+public:
+    tarpit() {
+        listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listener_, 16) != 0)
+            throw std::runtime_error("tarpit: bind/listen");
+        socklen_t len = sizeof a;
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~tarpit() {
+        stop_ = true;
+        thread_.join();
+        for (int fd : open_) ::close(fd);
+        ::close(listener_);
+    }
+    unsigned short port = 0;
+    std::atomic<int> accepted{0};
+    std::atomic<int> most_open{0};
+
+private:
+    void loop() {
+        while (!stop_) {
+            std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+            for (int fd : open_) fds.push_back({fd, POLLIN, 0});
+            if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+            if (fds[0].revents & POLLIN) {
+                const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+                if (fd >= 0) {
+                    open_.push_back(fd);
+                    ++accepted;
+                }
+            }
+            for (std::size_t i = 1; i < fds.size(); ++i) {
+                if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                char buffer[512];
+                if (::recv(fds[i].fd, buffer, sizeof buffer, 0) <= 0) {  // the client gave up
+                    ::close(fds[i].fd);
+                    std::erase(open_, fds[i].fd);
+                }
+            }
+            most_open = std::max<int>(most_open, static_cast<int>(open_.size()));
+        }
+    }
+    int listener_ = -1;
+    std::vector<int> open_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// dnsmasq answering for *.test: example.test's MX is mx.example.test = 127.0.0.1.
+struct loopback_dns {
+    unsigned short port = relay_test::free_port();
+    std::unique_ptr<relay_test::child> process;
+    loopback_dns() {
+        process = std::make_unique<relay_test::child>(
+            std::vector<std::string>{"/usr/sbin/dnsmasq", "--port=" + std::to_string(port), "--listen-address=127.0.0.1",
+                                     "--bind-interfaces", "--no-daemon", "--no-resolv", "--no-hosts", "--local=/test/",
+                                     "--mx-host=example.test,mx.example.test,10", "--host-record=mx.example.test,127.0.0.1",
+                                     "--user=" + std::string(::getuid() == 0 ? "root" : ""), "--pid-file="},
+            false);
+        resolver_options o{{server()}, std::chrono::milliseconds(200), 1};
+        relay_test::wait_for([&] {
+            auto r = relay_test::run<address_result>([&](asio::any_io_executor ex) -> asio::awaitable<address_result> {
+                resolver res(ex, o);
+                co_return co_await res.addresses("mx.example.test");
+            });
+            return r.status == dns_status::ok;
+        }, std::chrono::seconds(10));
+    }
+    std::string server() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+}  // namespace
+
+TEST(RelaySmtpClient, SessionDeadlineEndsASessionThePerStepTimeoutsWouldKeep) {
+    tarpit pit;
+    smtp_client_options o;
+    o.command_timeout = std::chrono::seconds(30);
+    o.session_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
+    smtp_target target;
+    target.ip = asio::ip::make_address("127.0.0.1");
+    target.port = pit.port;
+    const auto started = std::chrono::steady_clock::now();
+    boost::asio::io_context io;
+    auto future = boost::asio::co_spawn(
+        io, deliver(target, "a@spam.example", {"b@example.test"}, std::make_shared<const std::string>("x\r\n"), o),
+        boost::asio::use_future);
+    io.run();
+    const auto r = future.get();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+    EXPECT_TRUE(r.connected);
+    EXPECT_EQ(r.error, "session deadline passed");
+    EXPECT_EQ(r.recipients.at(0).outcome, delivery_outcome::temporary);
+}
+
+// A delivery held by a tarpit outlives its lease: the process must not claim the row again
+// and start a second delivery of the same reservation beside the first.
+TEST(RelayService, ARowBeingDeliveredIsNotClaimedAgainWhenItsLeaseRunsOut) {
+    relay_test::fake_mta mta(false);
+    tarpit pit;
+    service_env env;
+    auto o = env.options(mta);
+    o.limits.test_server = "127.0.0.1:" + std::to_string(pit.port);
+    o.lease = std::chrono::seconds(1);
+    o.delivery_deadline = std::chrono::seconds(30);  // far longer than the lease, on purpose
+    o.client.command_timeout = std::chrono::seconds(60);
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    service.submit(env.stored("slow1", "victim@example.test", "Subject: slow\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return pit.accepted >= 1; }, std::chrono::seconds(10)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // the lease ran out three times
+    EXPECT_EQ(pit.accepted.load(), 1);
+    EXPECT_EQ(pit.most_open.load(), 1);
+    EXPECT_EQ(service.db().list_queue().at(0).attempts, 1u);
+}
+
+// The round's total deadline abandons a session a tarpit would hold for command_timeout, and
+// the row is deferred (temporary) well before its lease ends.
+TEST(RelayService, TheDeliveryDeadlineAbandonsASlowSession) {
+    relay_test::fake_mta mta(false);
+    tarpit pit;
+    service_env env;
+    auto o = env.options(mta);
+    o.limits.test_server = "127.0.0.1:" + std::to_string(pit.port);
+    o.delivery_deadline = std::chrono::seconds(2);
+    o.retry_base = std::chrono::seconds(600);
+    o.client.command_timeout = std::chrono::seconds(60);
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    const auto started = std::chrono::steady_clock::now();
+    service.submit(env.stored("slow2", "victim@example.test", "Subject: slow\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "deferred", 1); }, std::chrono::seconds(15)));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+    const auto row = service.db().list_queue().at(0);
+    EXPECT_EQ(row.attempts, 1u);
+    EXPECT_NE(row.last_result.find("delivery deadline (2 s) passed"), std::string::npos) << row.last_result;
+    const auto attempts = service.db().list_attempts();
+    ASSERT_EQ(attempts.size(), 1u);
+    EXPECT_EQ(attempts[0].outcome, "temporary");
+    EXPECT_EQ(pit.accepted.load(), 1);
+}
+
+// A row left `sending` by processes that died while delivering it, max_attempts times: the
+// next claim fails it; it is never sent again.
+TEST(RelayService, ARowWhoseDeliveriesNeverFinishIsFailedNotResent) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    {
+        safety reserve(env.data.path / "relaybait.db", o.limits);
+        auto request = env.stored("crashy", "victim@example.test", "Subject: c\r\n\r\nx\r\n");
+        request.sha256 = "sha-crashy";
+        request.size = 20;
+        ASSERT_TRUE(reserve.check_and_reserve(request).allowed);
+        ASSERT_EQ(sqlite3_exec(reserve.db().handle(),
+                               "UPDATE relay_queue SET state = 'sending', attempts = 5, lease_until = 1", nullptr, nullptr,
+                               nullptr),
+                  SQLITE_OK);
+    }
+    relay_service service(o, env.ingest.get(), env.events.get());  // max_attempts 5
+    service.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(10)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(mta.received(), 0u);
+    EXPECT_TRUE(service.db().list_attempts().empty());
+    EXPECT_EQ(service.db().list_queue().at(0).attempts, 5u);
+    EXPECT_NE(env.events_text().find("relay.failed"), std::string::npos);
+}
+
+// Test mode is the reservation's: a row reserved in test mode goes to the test server even
+// when the delivering process has test mode off, and fails when it has no test server.
+TEST(RelayService, ARowReservedInTestModeNeverGoesToItsRealRecipient) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);  // test mode, test server = mta
+    const auto reserve = [&](const std::string& id) {
+        safety cli(env.data.path / "relaybait.db", o.limits);
+        auto request = env.stored(id, "victim@example.test", "Subject: " + id + "\r\n\r\nx\r\n");
+        request.sha256 = "sha-" + id;
+        request.size = 20;
+        ASSERT_TRUE(cli.check_and_reserve(request).allowed);
+    };
+    reserve("tm1");
+    auto live = o;
+    live.limits.test_mode = false;  // the operator turned test mode off; the server is still configured
+    {
+        relay_service service(live, env.ingest.get(), env.events.get());
+        service.start();
+        ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 1); }, std::chrono::seconds(20)));
+        ASSERT_EQ(mta.received(), 1u);
+        const auto meta = boost::json::parse(relay_test::read_all(mta.out() / "1.json")).as_object();
+        EXPECT_EQ(meta.at("rcpt_tos").as_array().at(0).as_string(), "operator@example.test");
+        const auto attempts = service.db().list_attempts();
+        ASSERT_EQ(attempts.size(), 1u);
+        EXPECT_TRUE(attempts[0].test_mode);
+        EXPECT_EQ(attempts[0].delivered_to, "operator@example.test");
+    }
+    reserve("tm2");
+    live.limits.test_server.clear();
+    live.limits.test_recipient.clear();
+    relay_service service(live, env.ingest.get(), env.events.get());
+    service.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)));
+    const auto rows = service.db().list_queue();
+    EXPECT_NE(rows.at(0).last_result.find("reserved in test mode"), std::string::npos) << rows.at(0).last_result;
+    EXPECT_EQ(service.db().list_attempts(rows.at(0).id).size(), 0u);
+    EXPECT_EQ(mta.received(), 1u);  // only the first copy
+}
+
+// SSRF: outside test mode, an MX that resolves to a loopback address is never connected to
+// unless allow_private_destinations (which the same setup then delivers through).
+TEST(RelayService, AnMxOnLoopbackIsNotConnectedToUnlessAllowed) {
+    loopback_dns dns;
+    for (const bool allowed : {false, true}) {
+        relay_test::fake_mta mta(false);
+        service_env env;
+        auto o = env.options(mta);
+        o.limits.test_mode = false;
+        o.limits.test_server.clear();
+        o.limits.test_recipient.clear();
+        o.dns.servers = {dns.server()};
+        o.dns.timeout = std::chrono::milliseconds(1000);
+        o.ports = {mta.port};
+        o.allow_private_destinations = allowed;
+        relay_service service(o, env.ingest.get(), env.events.get());
+        service.start();
+        service.submit(env.stored("ssrf", "victim@example.test", "Subject: s\r\n\r\nx\r\n"));
+        if (!allowed) {
+            ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)));
+            const auto row = service.db().list_queue().at(0);
+            EXPECT_NE(row.last_result.find("MX example.test resolves only to non-public addresses: mx.example.test "
+                                           "127.0.0.1 (loopback)"),
+                      std::string::npos)
+                << row.last_result;
+            EXPECT_TRUE(service.db().list_attempts().empty());
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            EXPECT_EQ(mta.received(), 0u);
+        } else {
+            ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 1); }, std::chrono::seconds(20)));
+            EXPECT_EQ(mta.received(), 1u);
+            EXPECT_EQ(service.db().list_attempts().at(0).delivered_to, "victim@example.test");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "test_support.hpp"
@@ -234,7 +235,7 @@ TEST(RelayDb, CountsTheWholeQueueByState) {
     EXPECT_TRUE(s.db().count_queue_by_state().empty());
     for (int i = 0; i < 6; ++i) ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
     const auto now = std::chrono::system_clock::now();
-    const auto claimed = s.db().claim_due(now, std::chrono::seconds(60), 4);
+    const auto claimed = s.db().claim_due(now, std::chrono::seconds(60), 5, 4);
     ASSERT_EQ(claimed.size(), 4u);
     s.db().finish(claimed[0].id, "delivered", 1, 0, "250 ok", "", now);
     s.db().finish(claimed[1].id, "failed", 1, 0, "550 no", "", now);
@@ -247,4 +248,131 @@ TEST(RelayDb, CountsTheWholeQueueByState) {
     const std::map<std::string, std::uint64_t> with_unknown{
         {"queued", 2}, {"sending", 1}, {"deferred", 1}, {"delivered", 1}, {"parked", 1}};
     EXPECT_EQ(s.db().count_queue_by_state(), with_unknown);
+}
+
+TEST(RelaySafety, CanonicalAddressIsOneKeyPerMailbox) {
+    EXPECT_EQ(canonical_address("v@b.example"), "v@b.example");
+    EXPECT_EQ(canonical_address("V@B.Example."), "v@b.example");
+    EXPECT_EQ(canonical_address("v@b.example.."), "v@b.example");
+    EXPECT_EQ(canonical_address("\"v\"@b.example"), "v@b.example");
+    EXPECT_EQ(canonical_address("\"\\v\"@b.example"), "v@b.example");
+    EXPECT_EQ(canonical_address("\"a\\\"b@c\"@x.example"), "a\"b@c@x.example");
+    EXPECT_EQ(canonical_address("postmaster"), "postmaster");
+}
+
+// v@b.example, v@b.example., "v"@b.example and "\v"@B.EXAMPLE are one mailbox: one count.
+TEST(RelaySafety, PerRecipientCapCountsTheMailboxWhateverItsSpelling) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_recipient_daily = 1;
+    safety s(dir.path / "relaybait.db", limits);
+    ASSERT_TRUE(s.check_and_reserve(probe("v@b.example")).allowed);
+    for (const char* spelling : {"v@b.example.", "V@B.EXAMPLE", "\"v\"@b.example", "\"\\v\"@B.example..", "v@b.example"}) {
+        const auto d = s.check_and_reserve(probe(spelling));
+        EXPECT_FALSE(d.allowed) << spelling;
+        EXPECT_EQ(d.cap, "per_recipient") << spelling;
+    }
+    EXPECT_TRUE(s.check_and_reserve(probe("w@b.example")).allowed);
+    // Two spellings in one request are one recipient (one queue row, one count).
+    limits.per_recipient_daily = 5;
+    safety again(dir.path / "relaybait.db", limits);
+    auto request = probe("x@b.example");
+    request.recipients = {"x@b.example", "\"x\"@b.example."};
+    const auto d = again.check_and_reserve(request);
+    ASSERT_TRUE(d.allowed) << d.cap;
+    EXPECT_EQ(d.queue_ids.size(), 1u);
+    EXPECT_EQ(again.db().counter(utc_day(std::chrono::system_clock::now()), "recipient", "x@b.example"), 1u);
+}
+
+TEST(RelaySafety, ClientIpKeyIsTheIpv4AddressOrTheIpv6Slash64) {
+    EXPECT_EQ(client_ip_key("198.51.100.7"), "198.51.100.7");
+    EXPECT_EQ(client_ip_key("::ffff:198.51.100.7"), "198.51.100.7");
+    EXPECT_EQ(client_ip_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+    EXPECT_EQ(client_ip_key("2001:DB8:1:2::1"), "2001:db8:1:2::/64");
+    EXPECT_EQ(client_ip_key("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+    EXPECT_EQ(client_ip_key("not an address"), "not an address");
+}
+
+TEST(RelaySafety, PerClientIpCapCountsAnIpv6Slash64AsOneClient) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_client_ip_daily = 2;
+    safety s(dir.path / "relaybait.db", limits);
+    ASSERT_TRUE(s.check_and_reserve(probe("", "", "2001:db8:1:2::1")).allowed);
+    ASSERT_TRUE(s.check_and_reserve(probe("", "", "2001:db8:1:2::2")).allowed);
+    const auto third = s.check_and_reserve(probe("", "", "2001:db8:1:2:ffff:ffff:ffff:fffe"));
+    EXPECT_FALSE(third.allowed);
+    EXPECT_EQ(third.cap, "per_client_ip");
+    EXPECT_TRUE(s.check_and_reserve(probe("", "", "2001:db8:1:3::1")).allowed);  // the next /64
+    // An IPv4 client counts the same whether it came over IPv4 or as an IPv4-mapped address.
+    ASSERT_TRUE(s.check_and_reserve(probe("", "", "198.51.100.7")).allowed);
+    ASSERT_TRUE(s.check_and_reserve(probe("", "", "::ffff:198.51.100.7")).allowed);
+    const auto mapped = s.check_and_reserve(probe("", "", "198.51.100.7"));
+    EXPECT_FALSE(mapped.allowed);
+    EXPECT_EQ(mapped.cap, "per_client_ip");
+}
+
+TEST(RelaySafety, TheQueueRowRecordsTestMode) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.test_mode = true;
+    const auto in_test_mode = safety(dir.path / "relaybait.db", limits).check_and_reserve(probe());
+    limits.test_mode = false;
+    safety s(dir.path / "relaybait.db", limits);
+    const auto live = s.check_and_reserve(probe());
+    ASSERT_TRUE(in_test_mode.allowed && live.allowed);
+    EXPECT_TRUE(s.db().find_queue_row(in_test_mode.queue_ids.at(0))->test_mode);
+    EXPECT_FALSE(s.db().find_queue_row(live.queue_ids.at(0))->test_mode);
+    EXPECT_EQ(s.db().schema_version(), relay_db::latest_schema_version());
+    EXPECT_GE(relay_db::latest_schema_version(), 4);
+}
+
+// Every claim counts an attempt; a row whose deliveries never finish (the process dies each
+// time) is failed once it would pass max_attempts, never delivered again.
+TEST(RelayDb, EachClaimCountsAnAttemptAndAnEndlessRowFails) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    const auto d = s.check_and_reserve(probe());
+    ASSERT_TRUE(d.allowed);
+    const std::int64_t id = d.queue_ids.at(0);
+    auto now = std::chrono::system_clock::now();
+    for (unsigned attempt = 1; attempt <= 3; ++attempt) {
+        const auto claimed = s.db().claim_due(now, std::chrono::seconds(10), 3);
+        ASSERT_EQ(claimed.size(), 1u) << attempt;
+        EXPECT_EQ(claimed[0].state, "sending");
+        EXPECT_EQ(claimed[0].attempts, attempt);
+        EXPECT_EQ(s.db().find_queue_row(id)->attempts, attempt);
+        EXPECT_TRUE(s.db().claim_due(now, std::chrono::seconds(10), 3).empty());  // leased
+        now += std::chrono::seconds(10);  // the lease runs out: the process "died"
+    }
+    const auto given_up = s.db().claim_due(now, std::chrono::seconds(10), 3);
+    ASSERT_EQ(given_up.size(), 1u);
+    EXPECT_EQ(given_up[0].state, "failed");
+    EXPECT_EQ(given_up[0].attempts, 3u);
+    const auto row = s.db().find_queue_row(id);
+    EXPECT_EQ(row->state, "failed");
+    EXPECT_EQ(row->attempts, 3u);
+    EXPECT_NE(row->last_result.find("gave up after 3 attempts"), std::string::npos) << row->last_result;
+    EXPECT_TRUE(s.db().claim_due(now + std::chrono::hours(1), std::chrono::seconds(10), 3).empty());
+}
+
+// The rows a process is delivering are never claimed again by it, whatever their lease says.
+TEST(RelayDb, InFlightRowsAreNotClaimedAgain) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
+    ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
+    auto now = std::chrono::system_clock::now();
+    const auto first = s.db().claim_due(now, std::chrono::seconds(10), 5, 1);
+    ASSERT_EQ(first.size(), 1u);
+    const std::set<std::int64_t> in_flight{first[0].id};
+    now += std::chrono::hours(2);  // its lease long gone (a slow MX, or the clock jumped)
+    const auto next = s.db().claim_due(now, std::chrono::seconds(10), 5, 64, in_flight);
+    ASSERT_EQ(next.size(), 1u);
+    EXPECT_NE(next[0].id, first[0].id);
+    EXPECT_EQ(s.db().find_queue_row(first[0].id)->attempts, 1u);  // not counted again either
+    const std::set<std::int64_t> both{first[0].id, next[0].id};
+    EXPECT_TRUE(s.db().claim_due(now + std::chrono::hours(2), std::chrono::seconds(10), 5, 64, both).empty());
+    EXPECT_FALSE(s.db().next_due_time(both).has_value());
+    EXPECT_TRUE(s.db().next_due_time().has_value());
 }
