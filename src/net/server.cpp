@@ -149,6 +149,9 @@ int serve(const config::settings& settings) {
     if (settings.relay.test_mode)
         spdlog::info("relay: test mode: every relay goes to {} for {}", settings.relay.test_server,
                      settings.relay.test_recipient);
+    if (settings.relay.allow_private_destinations)
+        spdlog::warn("relay: allow_private_destinations is on: probes may be relayed to loopback, private and "
+                     "link-local addresses their MX records name (meant for tests)");
 
     auto listeners = open_listeners(io, settings);
     for (auto& bound : listeners) asio::co_spawn(io, accept_loop(app, bound.acceptor, *bound.listener), asio::detached);

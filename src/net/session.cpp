@@ -114,6 +114,7 @@ public:
         s.arm_deadline(s.app_.settings.limits.idle_timeout);
         try {
             const bool opened = co_await s.open();
+            if (!opened && (s.timed_out_ || s.expired_)) co_await s.end_on_deadline();  // a tarpit or banner past it
             while (opened) {
                 // The deadline covers the wait for input and the serving of it: one that passed
                 // while a burst of pipelined commands was answered (each reply slowed down by
@@ -280,7 +281,14 @@ private:
             spdlog::error("session {}: message {} not stored: {}", id(), record.queue_id, result.error);
             engine_->message_failed(output_);
         }
+        // A stored message gets its reply even when the deadline passed during the commit (the
+        // client would retry and the message be kept twice), within the farewell time.
+        if (result.ok && timed_out_ && !expired_) {
+            arm_deadline(farewell_timeout);
+            answering_commit_ = true;
+        }
         const bool flushed = co_await flush_output();
+        answering_commit_ = false;
         // After the reply: the relay runs on its own thread and never holds up this session.
         if (result.ok && decided.relay) request_relay(record, result);
         co_return flushed;
@@ -354,8 +362,11 @@ private:
 
     // Nothing more is sent once the deadline has passed, but the 421 that says so: a client
     // that stops reading cannot keep a session (and its slot) alive with a blocked write.
+    // Each reply written restarts the idle deadline (Postfix's smtpd_timeout is per read or write:
+    // a rule's tarpit on each of many pipelined commands is the server's pace, not an idle
+    // client); the session deadline caps it whatever the pace.
     asio::awaitable<bool> send(std::string bytes) {
-        if (expired_ || (timed_out_ && !saying_farewell_)) co_return false;
+        if (expired_ || (timed_out_ && !saying_farewell_ && !answering_commit_)) co_return false;
         boost::system::error_code ec;
         co_await transport_.write(bytes, ec);
         bytes_out_ += bytes.size();
@@ -363,6 +374,7 @@ private:
             if (!expired_) outcome(timed_out_ ? "timeout" : "disconnect");
             co_return false;
         }
+        if (!timed_out_) arm_deadline(app_.settings.limits.idle_timeout);
         co_return true;
     }
 
@@ -399,7 +411,7 @@ private:
     // The deadline passed: the first time, Postfix's 421, with a short deadline of its own for
     // the client to read it; the second time, or at shutdown, the connection just goes.
     asio::awaitable<void> end_on_deadline() {
-        if (timed_out_ && !expired_ && !saying_farewell_) {
+        if (timed_out_ && !expired_ && !saying_farewell_ && engine_) {
             outcome("timeout");
             note('I', "timeout");
             saying_farewell_ = true;
@@ -681,6 +693,7 @@ private:
     bool timed_out_ = false;  // the deadline passed once: answer 421 and close
     bool expired_ = false;    // the deadline passed twice, or shutdown: just close
     bool saying_farewell_ = false;  // the 421 after timed_out_ is being sent (its own deadline)
+    bool answering_commit_ = false;  // the reply to a message stored after timed_out_ (idem)
     static constexpr std::size_t transcript_head = 8 + 1 + 4;
 };
 

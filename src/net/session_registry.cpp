@@ -59,7 +59,14 @@ std::size_t session_registry::sweep(clock::time_point now) {
     return expired;
 }
 
-void session_registry::expire_all() { sweep(clock::time_point::max()); }
+// Every session, also one whose deadline passed once already (it may still be waiting for a
+// commit, its farewell not armed yet): at shutdown there is no next sweep to wait for.
+void session_registry::expire_all() {
+    for (auto& session : sessions_) {
+        session.expired = true;
+        session.expire();
+    }
+}
 
 bool session_registry::burst_ended(std::size_t min_peak) {
     if (peak_ < min_peak || sessions_.size() > peak_ / 4) return false;

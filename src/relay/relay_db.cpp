@@ -65,9 +65,13 @@ CREATE INDEX relay_decisions_message ON relay_decisions(message_id);
 CREATE INDEX relay_queue_created ON relay_queue(created_at);
 )sql",
     // 4: test mode is the reservation's, not the delivering process's: a row reserved in test
-    // mode never goes to its real recipient, whatever the config is when it is sent
+    // mode never goes to its real recipient, whatever the config is when it is sent. Rows still
+    // waiting when the database is upgraded were reserved by a build that did not record it:
+    // they count as test mode (fail closed: sent to the operator, or failed without a test
+    // server), since nobody can tell which of them were reserved in test mode.
     R"sql(
 ALTER TABLE relay_queue ADD COLUMN test_mode INTEGER NOT NULL DEFAULT 0;
+UPDATE relay_queue SET test_mode = 1 WHERE state IN ('queued', 'deferred', 'sending');
 )sql",
 };
 

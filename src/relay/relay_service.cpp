@@ -216,7 +216,11 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         if (!options.limits.enabled || guard.paused()) return std::nullopt;
         for (auto& row : db().claim_due(now, options.lease, options.max_attempts, 64, in_flight)) {
             if (row.state == "failed") {  // claimed once too often: given up, never delivered
-                report_final(row, "failed", row.attempts, row.last_result, {}, nullptr);
+                try {
+                    report_final(row, "failed", row.attempts, row.last_result, {}, nullptr);
+                } catch (const std::exception& e) {  // the rest of the batch, claimed, still starts
+                    spdlog::error("relay: queue row {}: {}", row.id, e.what());
+                }
                 continue;
             }
             in_flight.insert(row.id);
@@ -232,17 +236,27 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     };
 
     asio::awaitable<void> deliver_row(queue_row row) {
+        // Erased however the round ends (an exception of any type, or the coroutine destroyed
+        // at shutdown): a row left in the set would never be claimed by this process again.
+        struct in_flight_entry {
+            std::set<std::int64_t>& rows;
+            std::int64_t id;
+            ~in_flight_entry() { rows.erase(id); }
+        } entry{in_flight, row.id};
         try {
             co_await deliver_row_inner(row);
         } catch (const std::exception& e) {
             spdlog::error("relay: queue row {}: {}", row.id, e.what());
             try {
-                finish_temporary(row, row.attempts, e.what());
+                // Only a row still ours goes back to the queue: the failure may have come after
+                // its final state was written (a delivered row reported afterwards, say), and
+                // deferring that one would send it again.
+                const auto now_in_db = db().find_queue_row(row.id);
+                if (now_in_db && now_in_db->state == "sending") finish_temporary(row, row.attempts, e.what());
             } catch (const std::exception& again) {  // the lease brings it back
                 spdlog::error("relay: queue row {}: {}", row.id, again.what());
             }
         }
-        in_flight.erase(row.id);
     }
 
     // One delivery round of a claimed row. row.attempts already counts this round (claim_due).
@@ -399,6 +413,15 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 }
                 if (rr.outcome == delivery_outcome::permanent) {
                     finish(row, "failed", attempts, rr.reply, last, message);
+                    co_return;
+                }
+                // No answer to the final dot: the MX may have taken the message. A stalling MX
+                // (the spammer's own, say) would otherwise get a copy per attempt of one
+                // reservation: the row ends here, not retried.
+                if (res.outcome_unknown) {
+                    finish(row, "failed", attempts,
+                           "no reply after the message was sent (" + rr.reply + "): it may have been delivered; not retried",
+                           last, message);
                     co_return;
                 }
                 if (!res.tls_failed || !client.starttls) break;

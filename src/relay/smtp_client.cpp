@@ -418,6 +418,7 @@ asio::awaitable<void> run(std::shared_ptr<connection> c, smtp_target target, std
         co_return;
     }
     r = co_await c->read_reply(options.data_timeout);
+    result.outcome_unknown = r.code == 0;
     settle_accepted(r.code, r.code ? std::to_string(r.code) + " " + r.text() : error_text());
     if (r.code) co_await c->command("QUIT", std::chrono::milliseconds(5000));
 }

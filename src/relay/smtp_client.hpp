@@ -76,6 +76,9 @@ struct delivery_result {
     bool tls_verified = false;
     std::string tls_verify_result;  // OpenSSL's verification result text, "" without TLS
     bool tls_failed = false;        // STARTTLS handshake failed (retry without STARTTLS)
+    // The whole message and its final dot were written, and no reply to them came back (timeout,
+    // connection lost): the server may have accepted it. Sending it again could deliver a copy.
+    bool outcome_unknown = false;
     std::vector<recipient_result> recipients;
     std::vector<store::transcript_line> transcript;
 };

@@ -964,6 +964,7 @@ struct ingest::impl {
     static file_check check_not_found(const fs::path& recorded) {
         struct stat st {};
         if (::stat(recorded.c_str(), &st) == 0) return {file_check::unreadable, S_ISDIR(st.st_mode) ? EISDIR : EINVAL};
+        if (errno != ENOENT && errno != ENOTDIR) return {file_check::unreadable, errno};
         return {file_check::not_whole};
     }
 

@@ -211,6 +211,24 @@ TEST(RelayService, TemporaryFailureIsRetriedThenDelivered_PermanentIsNot) {
     EXPECT_NE(env2.events_text().find("relay.failed"), std::string::npos);
 }
 
+// No reply to the final dot: the MX may have taken the message (a stalling MX, the spammer's
+// own say, would otherwise get one copy per attempt of one reservation). Failed, not retried.
+TEST(RelayService, AMessageWhoseFinalDotIsNotAnsweredIsNotSentAgain) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.limits.test_recipient = "stall-op@example.test";
+    o.client.data_timeout = std::chrono::milliseconds(1000);
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    service.submit(env.stored("m-stall", "victim@example.test", "Subject: s\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // retry_base is 1 s: a retry would have come
+    EXPECT_EQ(service.db().list_attempts().size(), 1u);
+    EXPECT_EQ(relay_test::read_all(mta.out() / "stalled"), "x");  // the message went out once
+    EXPECT_NE(service.db().list_queue().at(0).last_result.find("may have been delivered"), std::string::npos);
+}
+
 TEST(RelayService, QueueSurvivesRestart) {
     relay_test::fake_mta mta(false);
     service_env env;

@@ -2,7 +2,8 @@
 """Fake receiving MTA for relay tests (aiosmtpd). Prints the port then READY.
 
 Behaviour by recipient local part: temp*  -> 451 on the first RCPT for that address, then 250;
-perm* -> 550. Every accepted message is written to OUTDIR/<n>.eml (the exact bytes received,
+perm* -> 550; stall* -> the message is taken (counted) and its final dot never answered.
+Every accepted message is written to OUTDIR/<n>.eml (the exact bytes received,
 dot-unstuffed) with OUTDIR/<n>.json (envelope, TLS, mail options).
 """
 import argparse, asyncio, json, os, ssl, sys
@@ -32,6 +33,11 @@ class Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.split("@")[0].lower().startswith("stall") for r in envelope.rcpt_tos):
+            stalled = os.path.join(args.outdir, "stalled")
+            with open(stalled, "a") as f:
+                f.write("x")
+            await asyncio.sleep(3600)
         count[0] += 1
         base = os.path.join(args.outdir, str(count[0]))
         with open(base + ".eml.tmp", "wb") as f:

@@ -327,6 +327,34 @@ TEST(RelaySafety, TheQueueRowRecordsTestMode) {
     EXPECT_GE(relay_db::latest_schema_version(), 4);
 }
 
+// Rows still waiting when a database is upgraded to the schema that records test mode were
+// reserved by a build that did not record it: they count as test mode (fail closed).
+TEST(RelaySafety, RowsWaitingAtTheUpgradeCountAsTestMode) {
+    temp_dir dir;
+    const auto file = dir.path / "relaybait.db";
+    std::int64_t waiting = 0, delivered = 0;
+    {
+        safety s(file, wide());
+        waiting = s.check_and_reserve(probe()).queue_ids.at(0);
+        delivered = s.check_and_reserve(probe("", "other@example.net")).queue_ids.at(0);
+        s.db().finish(delivered, "delivered", 1, 0, "250 ok", "", std::chrono::system_clock::now());
+    }
+    {  // back to schema 3, as the previous release left it
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+        ASSERT_EQ(sqlite3_exec(db,
+                               "ALTER TABLE relay_queue DROP COLUMN test_mode; "
+                               "DELETE FROM relay_schema_migrations WHERE version >= 4;",
+                               nullptr, nullptr, nullptr),
+                  SQLITE_OK)
+            << sqlite3_errmsg(db);
+        sqlite3_close(db);
+    }
+    safety upgraded(file, wide());
+    EXPECT_TRUE(upgraded.db().find_queue_row(waiting)->test_mode);
+    EXPECT_FALSE(upgraded.db().find_queue_row(delivered)->test_mode);
+}
+
 // Every claim counts an attempt; a row whose deliveries never finish (the process dies each
 // time) is failed once it would pass max_attempts, never delivered again.
 TEST(RelayDb, EachClaimCountsAnAttemptAndAnEndlessRowFails) {
