@@ -92,6 +92,11 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     store::ingest* ingest;
     events::event_log* events;
     safety guard;  // its own connection; used only on the relay thread (and pause/resume)
+    // The rows this process is delivering (relay thread only). Their lease may run out while
+    // a slow MX holds the delivery (or the wall clock may jump); claim_due must not hand them
+    // out again here, or one reservation would be sent twice at once. Declared before io: a
+    // delivery's frame, destroyed with io at shutdown, erases its row from it.
+    std::set<std::int64_t> in_flight;
     asio::io_context io{1};
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     asio::steady_timer wake{io};
@@ -100,10 +105,6 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     std::atomic<bool> started{false};
     resolver dns;
     std::uint64_t log_sequence = 0;
-    // The rows this process is delivering (relay thread only). Their lease may run out while
-    // a slow MX holds the delivery (or the wall clock may jump); claim_due must not hand them
-    // out again here, or one reservation would be sent twice at once.
-    std::set<std::int64_t> in_flight;
 
     impl(relay_service_options o, store::ingest* i, events::event_log* e)
         : options(std::move(o)), ingest(i), events(e), guard(options.data_dir / "relaybait.db", options.limits),

@@ -378,26 +378,9 @@ private:
 };
 
 // dnsmasq answering for *.test: example.test's MX is mx.example.test = 127.0.0.1.
-struct loopback_dns {
-    unsigned short port = relay_test::free_port();
-    std::unique_ptr<relay_test::child> process;
-    loopback_dns() {
-        process = std::make_unique<relay_test::child>(
-            std::vector<std::string>{"/usr/sbin/dnsmasq", "--port=" + std::to_string(port), "--listen-address=127.0.0.1",
-                                     "--bind-interfaces", "--no-daemon", "--no-resolv", "--no-hosts", "--local=/test/",
-                                     "--mx-host=example.test,mx.example.test,10", "--host-record=mx.example.test,127.0.0.1",
-                                     "--user=" + std::string(::getuid() == 0 ? "root" : ""), "--pid-file="},
-            false);
-        resolver_options o{{server()}, std::chrono::milliseconds(200), 1};
-        relay_test::wait_for([&] {
-            auto r = relay_test::run<address_result>([&](asio::any_io_executor ex) -> asio::awaitable<address_result> {
-                resolver res(ex, o);
-                co_return co_await res.addresses("mx.example.test");
-            });
-            return r.status == dns_status::ok;
-        }, std::chrono::seconds(10));
-    }
-    std::string server() const { return "127.0.0.1:" + std::to_string(port); }
+struct loopback_dns : relay_test::loopback_dns {
+    loopback_dns()
+        : relay_test::loopback_dns({"--mx-host=example.test,mx.example.test,10", "--host-record=mx.example.test,127.0.0.1"}) {}
 };
 
 }  // namespace

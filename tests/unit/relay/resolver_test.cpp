@@ -9,29 +9,12 @@ namespace asio = boost::asio;
 
 namespace {
 
-struct dns_server {
-    unsigned short port = relay_test::free_port();
-    std::unique_ptr<relay_test::child> process;
-    dns_server() {
-        process = std::make_unique<relay_test::child>(
-            std::vector<std::string>{"/usr/sbin/dnsmasq", "--port=" + std::to_string(port), "--listen-address=127.0.0.1",
-                                     "--bind-interfaces", "--no-daemon", "--no-resolv", "--no-hosts", "--local=/test/",
-                                     "--mx-host=example.test,mx2.example.test,20", "--mx-host=example.test,mx.example.test,10",
-                                     "--host-record=mx.example.test,127.0.0.1", "--host-record=mx2.example.test,127.0.0.2,::1",
-                                     "--host-record=plain.test,127.0.0.3", "--mx-host=nullmx.test,.,0",
-                                     "--user=" + std::string(::getuid() == 0 ? "root" : ""), "--pid-file="},
-            false);
-        // Ready when it answers.
-        resolver_options o{{"127.0.0.1:" + std::to_string(port)}, std::chrono::milliseconds(200), 1};
-        relay_test::wait_for([&] {
-            auto r = relay_test::run<address_result>([&](asio::any_io_executor ex) -> asio::awaitable<address_result> {
-                resolver res(ex, o);
-                co_return co_await res.addresses("mx.example.test");
-            });
-            return r.status == dns_status::ok;
-        }, std::chrono::seconds(10));
-    }
-    resolver_options options() const { return {{"127.0.0.1:" + std::to_string(port)}, std::chrono::milliseconds(1000), 2}; }
+struct dns_server : relay_test::loopback_dns {
+    dns_server()
+        : relay_test::loopback_dns({"--mx-host=example.test,mx2.example.test,20", "--mx-host=example.test,mx.example.test,10",
+                                    "--host-record=mx.example.test,127.0.0.1", "--host-record=mx2.example.test,127.0.0.2,::1",
+                                    "--host-record=plain.test,127.0.0.3", "--mx-host=nullmx.test,.,0"}) {}
+    resolver_options options() const { return {{server()}, std::chrono::milliseconds(1000), 2}; }
 };
 
 dns_server& server() {

@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "relay/resolver.hpp"
+
 extern char** environ;
 
 namespace relay_test {
@@ -171,6 +173,31 @@ struct fake_mta {
         for (const auto& e : fs::directory_iterator(out())) n += e.path().extension() == ".eml";
         return n;
     }
+};
+
+// dnsmasq on 127.0.0.1 answering for *.test from `records` (--mx-host=..., --host-record=...,
+// which must give mx.example.test an address): ready once that name resolves.
+struct loopback_dns {
+    unsigned short port = free_port();
+    std::unique_ptr<child> process;
+    explicit loopback_dns(const std::vector<std::string>& records) {
+        std::vector<std::string> argv{"/usr/sbin/dnsmasq", "--port=" + std::to_string(port), "--listen-address=127.0.0.1",
+                                      "--bind-interfaces", "--no-daemon", "--no-resolv", "--no-hosts", "--local=/test/"};
+        argv.insert(argv.end(), records.begin(), records.end());
+        argv.push_back("--user=" + std::string(::getuid() == 0 ? "root" : ""));
+        argv.push_back("--pid-file=");
+        process = std::make_unique<child>(argv, false);
+        using namespace relaybait::relay;
+        resolver_options o{{server()}, std::chrono::milliseconds(200), 1};
+        wait_for([&] {
+            auto r = run<address_result>([&](boost::asio::any_io_executor ex) -> boost::asio::awaitable<address_result> {
+                resolver res(ex, o);
+                co_return co_await res.addresses("mx.example.test");
+            });
+            return r.status == dns_status::ok;
+        }, std::chrono::seconds(10));
+    }
+    std::string server() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
 }  // namespace relay_test
