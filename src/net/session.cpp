@@ -114,7 +114,8 @@ public:
         s.arm_deadline(s.app_.settings.limits.idle_timeout);
         try {
             const bool opened = co_await s.open();
-            if (!opened && (s.timed_out_ || s.expired_)) co_await s.end_on_deadline();  // a tarpit or banner past it
+            // A tarpit or banner past the deadline (not a session a rule already ended).
+            if (!opened && (s.timed_out_ || s.expired_) && s.outcome_.empty()) co_await s.end_on_deadline();
             while (opened) {
                 // The deadline covers the wait for input and the serving of it: one that passed
                 // while a burst of pipelined commands was answered (each reply slowed down by
@@ -344,7 +345,7 @@ private:
         record_observations();
         std::string batch;
         for (auto& reply : output_.replies) {
-            if (reply.delay_before.count() > 0) {
+            if (reply.delay_before.count() > 0 && !answering_commit_) {  // a stored message's reply is not held
                 if (!batch.empty()) {
                     const bool sent = co_await send(std::exchange(batch, {}));
                     if (!sent) co_return false;

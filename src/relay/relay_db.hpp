@@ -77,7 +77,7 @@ struct attempt_row {
     std::string reply_text;
     std::string transcript_json;  // [{"at":..,"dir":"C|S|I","text":..}]
     std::string started_at, ended_at;
-    std::string outcome;  // delivered, temporary, permanent
+    std::string outcome;  // delivered, temporary, permanent, unknown (no reply to the final dot)
     bool test_mode = false;
 };
 

@@ -253,7 +253,10 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 // its final state was written (a delivered row reported afterwards, say), and
                 // deferring that one would send it again.
                 const auto now_in_db = db().find_queue_row(row.id);
-                if (now_in_db && now_in_db->state == "sending") finish_temporary(row, row.attempts, e.what());
+                // Still our claim (not one another process made after our lease ran out).
+                if (now_in_db && now_in_db->state == "sending" && now_in_db->lease_until == row.lease_until &&
+                    now_in_db->attempts == row.attempts)
+                    finish_temporary(row, row.attempts, e.what());
             } catch (const std::exception& again) {  // the lease brings it back
                 spdlog::error("relay: queue row {}: {}", row.id, again.what());
             }
@@ -404,7 +407,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 a.transcript_json = transcript_json(res.transcript);
                 a.started_at = started;
                 a.ended_at = events::iso8601_utc_now();
-                a.outcome = to_string(rr.outcome);
+                a.outcome = res.outcome_unknown ? "unknown" : to_string(rr.outcome);
                 a.test_mode = test_mode;
                 a.id = db().insert_attempt(a);
                 last = a;
