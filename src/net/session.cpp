@@ -282,12 +282,11 @@ private:
             spdlog::error("session {}: message {} not stored: {}", id(), record.queue_id, result.error);
             engine_->message_failed(output_);
         }
-        // A stored message gets its reply even when the deadline passed during the commit (the
-        // client would retry and the message be kept twice), within the farewell time.
-        if (result.ok && timed_out_ && !expired_) {
-            arm_deadline(farewell_timeout);
-            answering_commit_ = true;
-        }
+        // A stored message gets its reply even when the deadline passes before it is written
+        // (the client would retry, and the message be kept twice): after its tarpit, within the
+        // farewell time.
+        answering_commit_ = result.ok;
+        if (answering_commit_ && timed_out_ && !expired_) arm_deadline(farewell_timeout);
         const bool flushed = co_await flush_output();
         answering_commit_ = false;
         // After the reply: the relay runs on its own thread and never holds up this session.
@@ -345,7 +344,7 @@ private:
         record_observations();
         std::string batch;
         for (auto& reply : output_.replies) {
-            if (reply.delay_before.count() > 0 && !answering_commit_) {  // a stored message's reply is not held
+            if (reply.delay_before.count() > 0) {
                 if (!batch.empty()) {
                     const bool sent = co_await send(std::exchange(batch, {}));
                     if (!sent) co_return false;
@@ -380,7 +379,14 @@ private:
     }
 
     // A tarpit or error sleep; false when the deadline passed meanwhile (the session ends).
+    // The reply to a stored message is the exception: its tarpit (at most 60 s) is served whole,
+    // and a deadline that passed meanwhile leaves the farewell time for writing it.
     asio::awaitable<bool> pause(std::chrono::milliseconds delay) {
+        if (answering_commit_) {
+            if (delay.count() > 0) co_await sleep_for(delay);
+            if (timed_out_ && !expired_) arm_deadline(farewell_timeout);
+            co_return !expired_;
+        }
         while (delay.count() > 0 && !timed_out_ && !expired_) {
             const auto slice = std::min(delay, pause_slice);
             co_await sleep_for(slice);
@@ -694,7 +700,7 @@ private:
     bool timed_out_ = false;  // the deadline passed once: answer 421 and close
     bool expired_ = false;    // the deadline passed twice, or shutdown: just close
     bool saying_farewell_ = false;  // the 421 after timed_out_ is being sent (its own deadline)
-    bool answering_commit_ = false;  // the reply to a message stored after timed_out_ (idem)
+    bool answering_commit_ = false;  // the reply to a stored message is being written (see pause)
     static constexpr std::size_t transcript_head = 8 + 1 + 4;
 };
 

@@ -363,9 +363,10 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         for (const auto& c : candidates) {
             if (stopping) co_return;  // the lease brings it back
             if (!options.limits.enabled || guard.paused()) {  // kill switch: stop before the next connection
-                // Back to the queue; this round does not count (the claim counted it).
-                db().finish(row.id, "queued", row.attempts - 1, unix_seconds(std::chrono::system_clock::now()), "paused",
-                            "", std::chrono::system_clock::now());
+                // Back to the queue; a round that made no connection yet does not count (the claim
+                // counted it), one that did keeps its attempt.
+                db().finish(row.id, "queued", last ? row.attempts : row.attempts - 1,
+                            unix_seconds(std::chrono::system_clock::now()), "paused", "", std::chrono::system_clock::now());
                 co_return;
             }
             if (std::chrono::steady_clock::now() >= deadline) {

@@ -244,6 +244,54 @@ def test_data_rule_tarpit_delays_the_250(make_server, tmp_path):
     assert timings["quick"] < 1.0, timings
 
 
+TARPIT_PAST_THE_DEADLINE = """\
+[[rule]]
+name = "slow-banner"
+kind = "scan"
+hook = "connect"
+when = 'listener equals "submission"'
+[rule.actions]
+tarpit_ms = 3000
+
+[[rule]]
+name = "slow-data"
+kind = "spam"
+when = 'subject contains "slow-data"'
+[rule.actions]
+tarpit_ms = 1500
+"""
+
+
+def test_tarpits_longer_than_the_idle_timeout(make_server, tmp_path):
+    # idle_timeout_seconds = 1 is shorter than both tarpits. The banner's is cut by the deadline
+    # (421, outcome timeout); the reply to a stored message is not: the client gets its 250
+    # after the whole tarpit (else it would retry and the message be kept twice), then the 421.
+    rules_file = tmp_path / "tarpits.toml"
+    rules_file.write_text(TARPIT_PAST_THE_DEADLINE)
+    server = make_server(relaybait_config(extra=(
+        IDENTITY + "[limits]\nidle_timeout_seconds = 1\n" + f"\n[rules]\nfile = {toml_string(str(rules_file))}\n")))
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.ports["submission"]), timeout=10) as s:
+        banner = s.recv(1000)
+        waited = time.monotonic() - started
+        assert banner.startswith(b"421 4.4.2 ") and b"timeout exceeded" in banner, (banner, waited)
+        assert 0.8 <= waited <= 2.9, waited
+    subject = f"slow-data {uuid.uuid4().hex}"
+    c = smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30)
+    try:
+        c.mail("a@example.org")
+        c.rcpt("victim@example.com")
+        started = time.monotonic()
+        code, resp = c.data(make_message(subject))
+        assert code == 250, (code, resp)
+        assert time.monotonic() - started >= 1.4
+        assert c.noop()[0] == 421  # then the deadline's farewell
+    finally:
+        c.close()
+    rows = server.query("SELECT COUNT(*) AS n FROM messages WHERE header_subject = ?", (subject,))
+    assert rows[0]["n"] == 1, rows
+
+
 PRIORITY_RULES = """\
 [[rule]]
 name = "late-but-urgent"
