@@ -1,12 +1,13 @@
 #include "net/session_registry.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+
+#include "common/client_network.hpp"
 
 namespace relaybait::net {
 
@@ -14,14 +15,7 @@ session_registry::session_registry(std::size_t max_total, std::size_t max_per_ip
     : max_total_(max_total), max_per_ip_(max_per_ip) {}
 
 std::string session_registry::limit_key(std::string_view peer_ip) {
-    boost::system::error_code ec;
-    const auto address = boost::asio::ip::make_address(peer_ip, ec);
-    if (ec || address.is_v4()) return std::string(peer_ip);
-    const auto v6 = address.to_v6();
-    if (v6.is_v4_mapped()) return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_string();
-    auto bytes = v6.to_bytes();
-    std::fill(bytes.begin() + 8, bytes.end(), 0);
-    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+    return clients::network_key(peer_ip).value_or(std::string(peer_ip));
 }
 
 bool session_registry::admit(const std::string& peer_ip) const {

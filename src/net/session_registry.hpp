@@ -45,9 +45,8 @@ public:
     std::uint64_t sessions_added() const { return added_; }  // since start
     std::size_t from(const std::string& peer_ip) const;  // sessions counted under peer_ip's limit_key()
 
-    // What max_per_ip counts by: an IPv4 address as is ("198.51.100.7"), an IPv4-mapped IPv6
-    // address as its IPv4 address, any other IPv6 address as its /64 ("2001:db8:1:2::/64", zone
-    // dropped). Text that is no IP address is its own key.
+    // What max_per_ip counts by: the client's network (common/client_network.hpp: an IPv4
+    // address, an IPv6 /64). Text that is no IP address is its own key.
     static std::string limit_key(std::string_view peer_ip);
 
     // Calls expire on every session past its deadline; returns how many.

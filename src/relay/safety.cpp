@@ -1,13 +1,12 @@
 #include "relay/safety.hpp"
 
-#include <boost/asio/ip/address.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 
-#include <algorithm>
 #include <map>
 #include <set>
 
+#include "common/client_network.hpp"
 #include "common/text.hpp"
 #include "events/event_log.hpp"
 #include "events/json_safe.hpp"
@@ -45,15 +44,8 @@ std::string canonical_address(std::string_view address) {
 }
 
 std::string client_ip_key(std::string_view client_ip) {
-    boost::system::error_code ec;
-    const auto address = boost::asio::ip::make_address(std::string(client_ip), ec);
-    if (ec) return text::lowercase(client_ip);
-    if (address.is_v4()) return address.to_string();
-    const auto v6 = address.to_v6();
-    if (v6.is_v4_mapped()) return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_string();
-    auto bytes = v6.to_bytes();
-    std::fill(bytes.begin() + 8, bytes.end(), 0);
-    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+    if (auto network = clients::network_key(client_ip)) return std::move(*network);
+    return text::lowercase(client_ip);
 }
 
 std::string json_string_array(const std::vector<std::string>& items) {

@@ -110,10 +110,9 @@ std::string address_domain(std::string_view address);  // lower-cased, "" when n
 // without trailing dots, a quoted local part unquoted and unescaped ("a\"b"@x -> a"b@x).
 // An address without '@' is only lower-cased.
 std::string canonical_address(std::string_view address);
-// What the per-client-IP cap counts: an IPv4 address as is, an IPv4-mapped IPv6 address as
-// its IPv4 address, any other IPv6 address as its /64 ("2001:db8:1:2::/64": one subscriber
-// usually holds a whole /64, so counting single addresses would let it pick a new one per
-// probe). Text that is not an address is kept (lower-cased).
+// What the per-client-IP cap counts: the client's network (common/client_network.hpp: an IPv4
+// address, an IPv6 /64, so that one subscriber cannot pick a new address per probe). Text that
+// is not an address is kept (lower-cased).
 std::string client_ip_key(std::string_view client_ip);
 std::string json_string_array(const std::vector<std::string>& items);
 

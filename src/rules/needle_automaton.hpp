@@ -28,7 +28,6 @@ public:
     // (a binary search among at most 256 edges) plus failure steps that never outnumber the
     // steps taken.
     bool found_in(std::string_view hay) const;
-    std::size_t states() const noexcept { return fail_.size(); }
 
 private:
     std::uint32_t child(std::uint32_t state, unsigned char byte) const;  // 0 = none
