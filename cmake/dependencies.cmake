@@ -44,6 +44,7 @@ else()
   pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
   pkg_check_modules(GMIME REQUIRED IMPORTED_TARGET gmime-3.0)
   pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
+  pkg_check_modules(IDN2 REQUIRED IMPORTED_TARGET libidn2)
 endif()
 
 # Boost headers are heavy: one precompiled header shared by the targets that use Asio.

@@ -82,6 +82,7 @@ relaybait_static_pkg(RE2 re2)
 # libunistring): ask for their modules too.
 relaybait_static_pkg(GMIME "gmime-3.0;gpgme;libidn2")
 relaybait_static_pkg(CARES libcares)
+relaybait_static_pkg(IDN2 libidn2)
 
 find_library(SQLite3_LIBRARY NAMES libsqlite3.a REQUIRED)
 find_package(SQLite3 REQUIRED)

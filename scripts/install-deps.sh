@@ -33,9 +33,10 @@ packages=(
   libgtest-dev libgmock-dev googletest
   libc-ares-dev
   libgmime-3.0-dev libre2-dev
+  libidn2-dev                   # IDNA2008: the relay's caps and MX lookups use A-labels
   # the static link of GMime (RELAYBAIT_STATIC_DEPS, release preset) needs the .a files of its
   # private dependencies, which libgmime-3.0-dev does not pull in
-  libgpgme-dev libassuan-dev libgpg-error-dev libidn2-dev libunistring-dev
+  libgpgme-dev libassuan-dev libgpg-error-dev libunistring-dev
   libmaxminddb-dev
   libpq-dev
   libsodium-dev

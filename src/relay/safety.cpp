@@ -3,7 +3,10 @@
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <idn2.h>
+
 #include <map>
+#include <memory>
 #include <set>
 
 #include "common/client_network.hpp"
@@ -16,11 +19,39 @@ namespace relaybait::relay {
 
 using detail::stmt;
 
+namespace {
+
+bool is_ascii(std::string_view text) {
+    for (const unsigned char c : text)
+        if (c >= 0x80) return false;
+    return true;
+}
+
+// IDNA2008 with UTS #46 mapping (as browsers and mail providers resolve names): case folded,
+// U-labels as A-labels. Empty when the name is not a valid IDN.
+std::string idna_ascii(const std::string& domain) {
+    char* converted = nullptr;
+    const int status = idn2_to_ascii_8z(domain.c_str(), &converted, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+    const std::unique_ptr<char, decltype(&idn2_free)> owned(converted, &idn2_free);
+    if (status != IDN2_OK || converted == nullptr) return "";
+    return text::lowercase(converted);
+}
+
+// RFC 5233 subaddress: the big providers, Sendmail and the usual Postfix set-up
+// (recipient_delimiter = +) deliver "user+detail" to "user": every detail is the same mailbox.
+std::string_view without_subaddress(std::string_view local) {
+    const auto plus = local.find('+');
+    return plus == std::string_view::npos || plus == 0 ? local : local.substr(0, plus);
+}
+
+}  // namespace
+
 std::string address_domain(std::string_view address) {
     const auto at = address.rfind('@');
     if (at == std::string_view::npos) return "";
     std::string domain = text::lowercase(address.substr(at + 1));
     while (!domain.empty() && domain.back() == '.') domain.pop_back();
+    if (!is_ascii(domain)) domain = idna_ascii(domain);
     return domain;
 }
 
@@ -39,7 +70,7 @@ std::string canonical_address(std::string_view address) {
     } else {
         canonical = local;
     }
-    canonical = text::lowercase(canonical);
+    canonical = text::lowercase(without_subaddress(canonical));
     return canonical + "@" + address_domain(address);
 }
 

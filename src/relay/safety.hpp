@@ -26,8 +26,10 @@
 //   per_sender      per MAIL FROM address (canonical_address; "<>" for the null sender)
 //   per_client_ip   per client network (client_ip_key: an IPv4 address, an IPv6 /64)
 //   per_recipient   per recipient address (canonical_address: one mailbox, one key, however
-//                   it is spelled: v@b.com, V@B.COM., "v"@b.com, "\v"@b.com)
-//   per_domain      per recipient domain (lower-cased, trailing dots removed)
+//                   it is spelled: v@b.com, V@B.COM., "v"@b.com, "\v"@b.com, v+tag@b.com)
+//   per_domain      per recipient domain (address_domain: lower-cased, trailing dots removed,
+//                   an internationalised name as its A-label, so bücher.example and
+//                   xn--bcher-kva.example are one domain)
 //
 // Each queue row records whether it was reserved in test mode (relay_queue.test_mode), so a
 // row reserved in test mode is only ever delivered to the test server, even by a process
@@ -105,10 +107,13 @@ private:
 };
 
 // Helpers (public for tests and the service).
-std::string address_domain(std::string_view address);  // lower-cased, "" when none
+// The domain as DNS knows it: lower-cased, without trailing dots, a U-label as its A-label
+// (IDNA2008, UTS #46 mapping). "" when there is none or it is not a valid IDN: such a
+// recipient is refused (bad_recipient).
+std::string address_domain(std::string_view address);
 // What the per-recipient and per-sender caps count: the address lower-cased, the domain
-// without trailing dots, a quoted local part unquoted and unescaped ("a\"b"@x -> a"b@x).
-// An address without '@' is only lower-cased.
+// as address_domain() gives it, a quoted local part unquoted and unescaped ("a\"b"@x ->
+// a"b@x), a subaddress dropped (v+tag@x -> v@x). An address without '@' is only lower-cased.
 std::string canonical_address(std::string_view address);
 // What the per-client-IP cap counts: the client's network (common/client_network.hpp: an IPv4
 // address, an IPv6 /64, so that one subscriber cannot pick a new address per probe). Text that

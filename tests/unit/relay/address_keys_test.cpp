@@ -1,0 +1,98 @@
+// The keys the relay's caps count: one mailbox or one domain, one key, however a spammer
+// spells it (subaddresses, internationalised domain names as U-labels or A-labels).
+#include "relay/safety.hpp"
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+using namespace relaybait::relay;
+using relay_test::temp_dir;
+
+namespace {
+
+relay_request probe_to(std::vector<std::string> recipients, int n) {
+    relay_request r;
+    r.message_id = "K" + std::to_string(n);
+    r.file = "maildir/new/x";
+    r.sha256 = "keys-sha-" + std::to_string(n);
+    r.mail_from = "s" + std::to_string(n) + "@spam.example";
+    r.recipients = std::move(recipients);
+    r.client_ip = "192.0.2." + std::to_string(n);
+    r.size = 100;
+    return r;
+}
+
+relay_limits wide() {
+    relay_limits l;
+    l.daily = 1000;
+    l.per_recipient_daily = 1000;
+    l.per_sender_daily = 1000;
+    l.per_client_ip_daily = 1000;
+    l.per_domain_daily = 1000;
+    l.max_recipients = 10;
+    return l;
+}
+
+}  // namespace
+
+TEST(RelayAddressKeys, SubaddressIsTheSameMailbox) {
+    EXPECT_EQ(canonical_address("victim+probe1@b.example"), "victim@b.example");
+    EXPECT_EQ(canonical_address("Victim+A+B@B.example."), "victim@b.example");
+    EXPECT_EQ(canonical_address("\"victim+x\"@b.example"), "victim@b.example");
+    // A local part that starts with '+' has no base mailbox to fold into: kept whole.
+    EXPECT_EQ(canonical_address("+probe@b.example"), "+probe@b.example");
+    EXPECT_EQ(canonical_address("victim-probe@b.example"), "victim-probe@b.example");
+}
+
+TEST(RelayAddressKeys, InternationalisedDomainIsItsALabel) {
+    EXPECT_EQ(address_domain("v@b\xc3\xbc" "cher.example"), "xn--bcher-kva.example");
+    EXPECT_EQ(address_domain("v@B\xc3\x9c" "CHER.EXAMPLE."), "xn--bcher-kva.example");  // BÜCHER: case folded
+    EXPECT_EQ(address_domain("v@XN--BCHER-KVA.example"), "xn--bcher-kva.example");
+    EXPECT_EQ(canonical_address("V@b\xc3\xbc" "cher.example"), canonical_address("v@xn--bcher-kva.example"));
+    // Not a valid name (a lone continuation byte, a disallowed code point): no domain.
+    EXPECT_EQ(address_domain("v@b\x80" "d.example"), "");
+    EXPECT_EQ(address_domain("v@a\xe2\x80\xae" "b.example"), "");  // U+202E RIGHT-TO-LEFT OVERRIDE
+}
+
+// Four probes to victim+1 .. victim+4 are four copies to one mailbox: the per-recipient cap
+// of 3 refuses the fourth.
+TEST(RelayAddressKeys, PerRecipientCapCountsEverySubaddressOfAMailbox) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_recipient_daily = 3;
+    safety s(dir.path / "relaybait.db", limits);
+    for (int i = 1; i <= 3; ++i) {
+        const auto d = s.check_and_reserve(probe_to({"victim+" + std::to_string(i) + "@target.example"}, i));
+        EXPECT_TRUE(d.allowed) << i << ": " << d.cap;
+    }
+    const auto fourth = s.check_and_reserve(probe_to({"Victim+4@target.example"}, 4));
+    EXPECT_FALSE(fourth.allowed);
+    EXPECT_EQ(fourth.cap, "per_recipient");
+    // Two subaddresses in one request are one recipient: one queue row.
+    safety again(dir.path / "relaybait.db", wide());
+    const auto both = again.check_and_reserve(probe_to({"other+a@target.example", "other+b@target.example"}, 5));
+    ASSERT_TRUE(both.allowed) << both.cap;
+    EXPECT_EQ(both.queue_ids.size(), 1u);
+}
+
+// The per-domain cap counts bücher.example and xn--bcher-kva.example as one domain.
+TEST(RelayAddressKeys, PerDomainCapCountsBothSpellingsOfAnInternationalisedDomain) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_domain_daily = 2;
+    safety s(dir.path / "relaybait.db", limits);
+    ASSERT_TRUE(s.check_and_reserve(probe_to({"a@b\xc3\xbc" "cher.example"}, 11)).allowed);
+    ASSERT_TRUE(s.check_and_reserve(probe_to({"b@xn--bcher-kva.example"}, 12)).allowed);
+    const auto third = s.check_and_reserve(probe_to({"c@B\xc3\x9c" "CHER.example"}, 13));
+    EXPECT_FALSE(third.allowed);
+    EXPECT_EQ(third.cap, "per_domain");
+}
+
+TEST(RelayAddressKeys, ARecipientWhoseDomainIsNotAValidNameIsRefused) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    const auto d = s.check_and_reserve(probe_to({"v@a\xe2\x80\xae" "b.example"}, 21));
+    EXPECT_FALSE(d.allowed);
+    EXPECT_EQ(d.cap, "bad_recipient");
+}
