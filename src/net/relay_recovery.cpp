@@ -40,7 +40,7 @@ std::size_t resubmit_unsubmitted_relays(const config::settings& settings, const 
     std::set<std::string, std::less<>> relay_rules;
     std::set<std::string, std::less<>> kinds;
     for (const auto& rule : rules.rules()) {
-        if (rule.hook != rules::hook_point::data || !rule.actions.relay) continue;
+        if (rule.hook != rules::hook_point::data || !rule.actions.relay || !rule.enabled) continue;
         relay_rules.insert(rule.name);
         kinds.insert(rule.kind);
     }
@@ -54,7 +54,8 @@ std::size_t resubmit_unsubmitted_relays(const config::settings& settings, const 
         filter.since = iso_day_ago();
         filter.kind = kind;
         for (auto& message : db.list_messages(filter))
-            if (relay_rules.contains(message.rule) && !message.dropped) candidates.push_back(std::move(message));
+            if (message.relay_requested && relay_rules.contains(message.rule) && !message.dropped)
+                candidates.push_back(std::move(message));
     }
     if (candidates.empty()) return 0;
 

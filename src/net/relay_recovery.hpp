@@ -1,8 +1,10 @@
 #pragma once
 // A probe acknowledged just before a crash may never have reached the relay's safety check:
 // submit() hands it to the relay thread in memory. At start, every message of the last day
-// that a data rule asking for a relay filed, and for which no relay decision exists, is
-// submitted again (the caps then count it like any other request).
+// whose row says a relay was requested when it was received (relay_requested: never set by
+// `rules apply` or a later rules change), whose rule is still an enabled data rule asking for
+// a relay, and for which no relay decision exists, is submitted again (the caps then count it
+// like any other request).
 #include <cstddef>
 #include <filesystem>
 

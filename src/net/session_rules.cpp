@@ -78,6 +78,7 @@ store::classifier session_rules::classifier(const smtp::connection_facts& facts,
         decided.rule = match->name;
         decided.kind = match->kind;
         decided.drop = match->actions.drop;
+        decided.relay = match->actions.relay;
         return decided;
     };
     return result;

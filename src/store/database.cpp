@@ -173,6 +173,13 @@ CREATE INDEX messages_by_folder ON messages(folder, id DESC);
 CREATE INDEX messages_by_received ON messages(received_at DESC);
 CREATE INDEX messages_by_kind ON messages(kind, id DESC) WHERE kind <> '';
 )sql",
+    // 3: relay_requested: the rule that filed the message at DATA end asked for a relay. Set
+    // only by the server when it receives the message, never by `rules apply` or a later rules
+    // change: the start-up recovery resubmits only these. Rows from before this version count
+    // as not requested (fail closed: nothing is relayed because of an upgrade).
+    R"sql(
+ALTER TABLE messages ADD COLUMN relay_requested INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int latest_version = static_cast<int>(std::size(migrations));
 constexpr std::size_t max_limit = 10'000;
@@ -622,7 +629,7 @@ struct database::impl {
         "id, queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from, "
         "mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256, "
         "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent, "
-        "rule, kind, tags, dropped";
+        "rule, kind, tags, dropped, relay_requested";
 
     message_record read_message(const statement& s) const {
         message_record m;
@@ -656,6 +663,7 @@ struct database::impl {
         m.kind = s.text(c++);
         m.tags = tags_from_json(s.text(c++));
         m.dropped = s.integer(c++) != 0;
+        m.relay_requested = s.integer(c++) != 0;
         auto r = prepare("SELECT address FROM recipients WHERE message_id=?1 ORDER BY position");
         r.bind(1, m.id);
         while (r.step()) m.recipients.push_back(r.text(0));
@@ -784,8 +792,9 @@ std::int64_t database::insert_message(const message_record& m) {
         "INSERT INTO messages(queue_id, session_id, received_at, peer_ip, peer_port, listener, helo_name, mail_from, "
         "mail_parameters, auth_username, tls_version, tls_cipher, via_bdat, folder, maildir_path, size, sha256, "
         "header_subject, header_from, header_to, header_date, header_message_id, header_x_mailer, header_user_agent, "
-        "rule, kind, tags, dropped) "
-        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)");
+        "rule, kind, tags, dropped, relay_requested) "
+        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,"
+        "?29)");
     // Runs per message: the record's strings outlive the run, so they are not copied.
     s.bind_static(1, m.queue_id).bind_static_session(2, m.session_id).bind_static(3, m.received_at)
         .bind_static(4, m.peer_ip).bind(5, std::int64_t{m.peer_port}).bind_static(6, m.listener)
@@ -796,7 +805,7 @@ std::int64_t database::insert_message(const message_record& m) {
         .bind_static(19, m.headers.from).bind_static(20, m.headers.to).bind_static(21, m.headers.date)
         .bind_static(22, m.headers.message_id).bind_static(23, m.headers.x_mailer)
         .bind_static(24, m.headers.user_agent).bind_static(25, m.rule).bind_static(26, m.kind)
-        .bind(28, std::int64_t{m.dropped});
+        .bind(28, std::int64_t{m.dropped}).bind(29, std::int64_t{m.relay_requested});
     static const std::string no_tags = "[]";
     if (m.tags.empty()) s.bind_static(27, no_tags);
     else s.bind(27, tags_to_json(m.tags));

@@ -534,6 +534,7 @@ struct ingest::impl {
         auto& r = m.record;
         r.rule = out.rule;
         r.kind = out.kind;
+        r.relay_requested = out.relay;
         r.tags = out.tags;
         r.dropped = m.dropped = out.drop;
         m.decided = std::move(out);

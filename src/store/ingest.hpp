@@ -124,6 +124,7 @@ struct classification {
     std::string rule;    // the deciding rule's name
     std::string kind;    // its kind
     bool drop = false;   // keep only the database row (dropped = 1, no maildir_path); the file is deleted
+    bool relay = false;  // the deciding rule asks for a relay: recorded as the row's relay_requested
 };
 
 // Called once per commit on a store writer thread, after the last byte is written and before

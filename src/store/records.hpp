@@ -88,6 +88,10 @@ struct message_record {
     std::string kind;
     std::vector<std::string> tags;
     bool dropped = false;
+    // The rule that filed it at DATA end asked for a relay (set by the server at receipt only;
+    // `rules apply` and later rules changes never set it): what the start-up recovery may
+    // submit again when the relay's decision is missing.
+    bool relay_requested = false;
 };
 
 }  // namespace relaybait::store

@@ -328,6 +328,7 @@ def test_probe_never_checked_before_a_crash_is_relayed_after_restart(relay_env):
     server = relay_env.server()
     token = uuid.uuid4().hex
     row = stored(server, send(server, probe_message(token), USER))
+    assert row["relay_requested"] == 1, row
     wait_relay_event(server, row, "relay.delivered")
     relay_env.provider.wait_deliveries(1)
     server.stop()
@@ -340,6 +341,41 @@ def test_probe_never_checked_before_a_crash_is_relayed_after_restart(relay_env):
     server.start()
     deliveries = relay_env.provider.wait_deliveries(2, what="the probe submitted again at start")
     assert token.encode() in deliveries[-1].data
+
+
+WATCHES_RULE = """
+[[rule]]
+name = "watches"
+kind = "spam"
+when = 'subject contains "Cheap watches"'
+[rule.actions]
+tags = ["watches"]
+"""
+
+
+def test_a_later_relay_rule_never_relays_mail_already_stored(relay_env, tmp_path):
+    """The start-up recovery resubmits only messages whose rule asked for a relay when they were
+    received. A rule changed afterwards to relay, and `rules apply` re-filing stored mail with
+    it, relay nothing: not at the command, not at the next start."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(WATCHES_RULE)
+    server = relay_env.server(rules_file=rules)
+    token = uuid.uuid4().hex
+    row = stored(server, send(server, spam_message(token), USER))
+    assert row["rule"] == "watches" and row["kind"] == "spam" and row["relay_requested"] == 0, row
+    server.stop()
+    rules.write_text(WATCHES_RULE.replace('tags = ["watches"]', 'tags = ["watches"]\nrelay = true'))
+    rc, out, _ = cli(server, "rules", "apply", "watches", "--yes")
+    assert rc == 0, out
+    assert "relay is not applied to stored messages" in out, out
+    server.start()
+    time.sleep(SETTLE_S)
+    assert relay_env.provider.count() == 0, relay_env.provider.deliveries()
+    assert not relay_events(server, row), relay_events(server, row)
+    # The rule relays what arrives from now on.
+    later = stored(server, send(server, spam_message(uuid.uuid4().hex), USER))
+    wait_relay_event(server, later, "relay.delivered")
+    assert relay_env.provider.count() == 1
 
 
 # ------------------------------------------------------------------------------------------------

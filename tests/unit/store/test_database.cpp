@@ -344,6 +344,7 @@ TEST(Database, ClassificationColumnsRoundTrip) {
     m.rule = "relay-probe";
     m.kind = "probe";
     m.tags = {"a", "quote\"d", "\xFF bytes"};
+    m.relay_requested = true;
     auto d1 = sample_message(2), d2 = sample_message(3);
     d1.maildir_path.clear(), d2.maildir_path.clear();  // dropped rows have no path, several of them
     d1.dropped = d2.dropped = true;
@@ -357,8 +358,10 @@ TEST(Database, ClassificationColumnsRoundTrip) {
     EXPECT_EQ(r->kind, "probe");
     EXPECT_EQ(r->tags, m.tags);
     EXPECT_FALSE(r->dropped);
+    EXPECT_TRUE(r->relay_requested);
     for (auto i : {i1, i2}) {
         EXPECT_TRUE(db.find_message(i)->dropped);
+        EXPECT_FALSE(db.find_message(i)->relay_requested);
         EXPECT_EQ(db.find_message(i)->maildir_path, "");
         EXPECT_TRUE(db.find_message(i)->tags.empty());
     }
@@ -515,6 +518,7 @@ INSERT INTO recipients VALUES(7, 1, 'w@example.com', 'w', 'example.com');
         EXPECT_EQ(m->kind, "");
         EXPECT_TRUE(m->tags.empty());
         EXPECT_FALSE(m->dropped);
+        EXPECT_FALSE(m->relay_requested);  // rows from before version 3: no relay at the next start
         EXPECT_TRUE(db.has_maildir_path("maildir/.Probes/new/x"));
         // New rows after the migration, and foreign keys are on again.
         db.begin();
