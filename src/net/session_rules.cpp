@@ -1,8 +1,12 @@
 #include "net/session_rules.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <string>
 
 #include "mime/message.hpp"
+#include "rules/expr.hpp"
 
 namespace relaybait::net {
 
@@ -33,13 +37,42 @@ void add_tags(std::vector<std::string>& into, const std::vector<std::string>& ta
 
 }  // namespace
 
-session_rules::session_rules(const rules::rule_store& store, std::uint64_t max_scan_bytes, match_observer observer)
-    : store_(store), max_scan_bytes_(max_scan_bytes), observer_(std::move(observer)) {}
+std::optional<std::string> left_out_report::due(std::uint64_t left_out, clock::time_point now) {
+    if (left_out <= reported_.load(std::memory_order_relaxed)) return std::nullopt;
+    const clock::rep at = now.time_since_epoch().count();
+    clock::rep next = next_.load(std::memory_order_relaxed);
+    if (at < next) return std::nullopt;
+    // One thread writes the warning; the others see the next time moved on.
+    if (!next_.compare_exchange_strong(next, at + every_.count(), std::memory_order_relaxed)) return std::nullopt;
+    const std::uint64_t before = reported_.exchange(left_out, std::memory_order_relaxed);
+    return "rules: " + std::to_string(left_out) + " comparison" + (left_out == 1 ? "" : "s") +
+           " since start left session values out at their bounds (" + std::to_string(left_out > before ? left_out - before : 0) +
+           " since the last warning): a comparison uses at most " + std::to_string(rules::max_dynamic_needles) + " needles and " +
+           std::to_string(rules::max_dynamic_needle_bytes / 1024) +
+           " KiB of them, and the values past that (a client's later recipients, say) were not looked for";
+}
+
+void left_out_report::check() {
+    const std::uint64_t left_out = rules::dynamic_values_left_out();
+    if (left_out <= reported_.load(std::memory_order_relaxed)) return;  // the usual case
+    if (auto warning = due(left_out, clock::now())) spdlog::warn("{}", *warning);
+}
+
+left_out_report& left_out_report::server() {
+    static left_out_report report;
+    return report;
+}
+
+session_rules::session_rules(const rules::rule_store& store, std::uint64_t max_scan_bytes, match_observer observer,
+                             left_out_report& left_out)
+    : store_(store), max_scan_bytes_(max_scan_bytes), observer_(std::move(observer)), left_out_(&left_out) {}
 
 smtp::stage_verdict session_rules::at_connect(const smtp::connection_facts& facts) {
     const auto ctx = base_context(rules::hook_point::connect, facts, smtp::envelope{});
     const auto current = store_.current();
-    return verdict_of(rules::hook_point::connect, current->first_match(ctx));
+    const rules::rule* match = current->first_match(ctx);
+    left_out_->check();
+    return verdict_of(rules::hook_point::connect, match);
 }
 
 smtp::stage_verdict session_rules::decide(smtp::stage at, const smtp::connection_facts& facts, const smtp::envelope& env,
@@ -54,7 +87,9 @@ smtp::stage_verdict session_rules::decide(smtp::stage at, const smtp::connection
     if (at == smtp::stage::mail) ctx.mail_from = std::string(argument);
     if (at == smtp::stage::rcpt) ctx.rcpt_to.emplace_back(argument);
     const auto current = store_.current();
-    return verdict_of(hook, current->first_match(ctx));
+    const rules::rule* match = current->first_match(ctx);
+    left_out_->check();
+    return verdict_of(hook, match);
 }
 
 store::classifier session_rules::classifier(const smtp::connection_facts& facts, const smtp::envelope& env,
@@ -65,11 +100,12 @@ store::classifier session_rules::classifier(const smtp::connection_facts& facts,
     store::classification earlier{folder_, tags_, rule_, kind_, drop_};
     store::classifier result;
     result.max_bytes = max_scan_bytes_;
-    result.classify = [rules = data_rules_, ctx = std::move(ctx), earlier = std::move(earlier)](
+    result.classify = [rules = data_rules_, ctx = std::move(ctx), earlier = std::move(earlier), left_out = left_out_](
                           std::string_view message, bool) mutable -> store::classification {
         const auto parsed = mime::parse(message);
         ctx.message = &parsed;
         const rules::rule* match = rules->first_match(ctx);
+        left_out->check();
         if (match == nullptr) return earlier;
         store::classification decided;
         decided.folder = match->actions.folder.value_or(earlier.folder);

@@ -13,7 +13,9 @@
 //   relay      only from a data rule, and only ever as a request to relay::relay_service,
 //              whose caps no rule can lift
 // Every match is reported to the observer (the session turns it into a rule.match event).
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -26,11 +28,35 @@
 
 namespace relaybait::net {
 
+// The rules engine counts, process-wide, the comparisons that left session values out at its
+// bounds (rules::dynamic_values_left_out(): a client's thousand recipients with encoded(), say);
+// the engine has no log of its own. After each evaluation a session checks that count (one
+// atomic load when it has not grown); when it grew, the server log gets a warning: at once the
+// first time, then at most once per `every`, with the total since start.
+class left_out_report {
+public:
+    using clock = std::chrono::steady_clock;
+    explicit left_out_report(clock::duration every = std::chrono::minutes(10)) : every_(every) {}
+
+    // The warning due at `now` for a count of `left_out`, if any (any thread).
+    std::optional<std::string> due(std::uint64_t left_out, clock::time_point now);
+    // due(rules::dynamic_values_left_out(), now) written to the server log (spdlog) as a warning.
+    void check();
+    // The server's: the count it watches is process-wide too.
+    static left_out_report& server();
+
+private:
+    clock::duration every_;
+    std::atomic<std::uint64_t> reported_{0};  // the count at the last warning
+    std::atomic<clock::rep> next_{clock::time_point::min().time_since_epoch().count()};  // no warning before
+};
+
 class session_rules final : public smtp::stage_policy {
 public:
     using match_observer = std::function<void(rules::hook_point, const rules::rule&)>;
 
-    session_rules(const rules::rule_store& store, std::uint64_t max_scan_bytes, match_observer observer);
+    session_rules(const rules::rule_store& store, std::uint64_t max_scan_bytes, match_observer observer,
+                  left_out_report& left_out = left_out_report::server());
 
     void tls_started(std::string version) { tls_version_ = std::move(version); }
 
@@ -58,6 +84,7 @@ private:
     const rules::rule_store& store_;
     std::uint64_t max_scan_bytes_;
     match_observer observer_;
+    left_out_report* left_out_;
     std::string tls_version_;
     std::shared_ptr<const rules::rule_set> data_rules_;  // the snapshot the last classifier used
     // Left by earlier hooks for the session's messages.

@@ -139,3 +139,79 @@ TEST(session_registry, the_sweeper_expires_sessions_and_runs_the_other_periodic_
 
 }  // namespace
 }  // namespace relaybait::net
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace relaybait::net {
+namespace {
+
+// What net/session.cpp's session does with the registry's calls: the first expiry (the deadline
+// passed) only marks it timed out, so that it can still say 421; a second one, or any at
+// shutdown, ends it. Either cancels what it waits on.
+struct blocked_session {
+    explicit blocked_session(boost::asio::io_context& io, const bool& stopping) : wait(io), stopping(stopping) {}
+    boost::asio::steady_timer wait;  // a write the client never reads, or the store's commit
+    const bool& stopping;
+    bool timed_out = false;
+    bool expired = false;
+    bool ended = false;
+    int expire_calls = 0;
+
+    void expire() {
+        ++expire_calls;
+        if (!timed_out && !stopping) timed_out = true;
+        else expired = true;
+        wait.cancel();
+    }
+
+    // Blocked until expired: after timing out it stays blocked (its 421 is not read, or its
+    // commit has not returned) without arming a new deadline.
+    boost::asio::awaitable<void> run(session_registry& registry, session_registry::handle h) {
+        while (!expired) {
+            wait.expires_at(boost::asio::steady_timer::time_point::max());
+            co_await wait.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        }
+        registry.remove(h);
+        ended = true;
+    }
+};
+
+// Shutdown reaches every session, also one whose deadline passed once already and which is
+// still blocked (the registry marked its entry expired, and no sweep will call it again).
+TEST(session_registry, expire_all_ends_a_session_that_already_timed_out_once) {
+    boost::asio::io_context io;
+    bool stopping = false;
+    session_registry registry(10, 10);
+    blocked_session late(io, stopping), live(io, stopping);
+    const auto late_handle = registry.add("198.51.100.5", [&] { late.expire(); });
+    const auto live_handle = registry.add("198.51.100.6", [&] { live.expire(); });
+    boost::asio::co_spawn(io, late.run(registry, late_handle), boost::asio::detached);
+    boost::asio::co_spawn(io, live.run(registry, live_handle), boost::asio::detached);
+    const auto now = clock::now();
+    registry.set_deadline(late_handle, now - std::chrono::seconds(1));
+    registry.set_deadline(live_handle, now + std::chrono::hours(1));
+    io.poll();
+
+    EXPECT_EQ(registry.sweep(now), 1u);
+    io.poll();
+    EXPECT_TRUE(late.timed_out);
+    EXPECT_FALSE(late.ended);  // still writing its 421
+    EXPECT_TRUE(late_handle->expired);
+    EXPECT_EQ(registry.sweep(now + std::chrono::seconds(10)), 0u);  // the sweeper is done with it
+    EXPECT_EQ(late.expire_calls, 1);
+
+    stopping = true;  // what serve() does on SIGTERM
+    registry.stop();
+    registry.expire_all();
+    io.poll();
+    EXPECT_EQ(late.expire_calls, 2);
+    EXPECT_TRUE(late.ended) << "shutdown did not reach a session that had timed out once";
+    EXPECT_TRUE(live.ended);
+    EXPECT_FALSE(live.timed_out);  // at shutdown: no 421, just closed
+    EXPECT_EQ(registry.total(), 0u);
+}
+
+}  // namespace
+}  // namespace relaybait::net

@@ -1,8 +1,13 @@
 // The rules at the hooks of one session: verdicts for the engine, the DATA-end classifier the
 // store runs, and what the session does after the commit.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
 
 #include "net/session_rules.hpp"
+#include "rules/expr.hpp"
 
 namespace relaybait::net {
 namespace {
@@ -202,6 +207,76 @@ TEST(SessionRules, ClassifierKeepsItsSnapshotAcrossAReload) {
     const auto decided = classifier.classify("Subject: Relay test 198.51.100.25\r\n\r\nx\r\n", false);
     EXPECT_EQ(decided.rule, "probe-ip-in-subject");
     EXPECT_TRUE(f.rules.after_commit(decided).relay);
+}
+
+// The operator's view of rules::dynamic_values_left_out(): a warning when the count grew, at
+// once the first time, then at most once per period, with the total and the growth.
+TEST(SessionRules, LeftOutReportWarnsAtOnceThenAtMostOncePerPeriod) {
+    left_out_report report(std::chrono::minutes(10));
+    const auto t0 = left_out_report::clock::now();
+    EXPECT_FALSE(report.due(0, t0));  // nothing left out: nothing to say
+    const auto first = report.due(3, t0);
+    ASSERT_TRUE(first);
+    EXPECT_NE(first->find("rules: 3 comparisons since start left session values out at their bounds (3 since the last"),
+              std::string::npos)
+        << *first;
+    EXPECT_NE(first->find("16384 needles and 512 KiB"), std::string::npos) << *first;
+    EXPECT_FALSE(report.due(5, t0 + std::chrono::minutes(1)));  // within the period: quiet
+    EXPECT_FALSE(report.due(3, t0 + std::chrono::minutes(11)));  // no growth since the warning: quiet
+    const auto second = report.due(5, t0 + std::chrono::minutes(12));
+    ASSERT_TRUE(second);
+    EXPECT_NE(second->find("rules: 5 comparisons since start left session values out at their bounds (2 since the last"),
+              std::string::npos)
+        << *second;
+}
+
+// Captures what spdlog's default logger writes while it lives.
+class log_capture {
+public:
+    log_capture() : previous_(spdlog::default_logger()) {
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
+        sink->set_pattern("%l %v");
+        auto logger = std::make_shared<spdlog::logger>("capture", sink);
+        logger->set_level(spdlog::level::info);
+        spdlog::set_default_logger(logger);
+    }
+    ~log_capture() { spdlog::set_default_logger(previous_); }
+    std::string text() const { return text_.str(); }
+
+private:
+    std::shared_ptr<spdlog::logger> previous_;
+    std::ostringstream text_;
+};
+
+// A message whose recipients' encoded forms pass the bounds of one comparison: the classifier
+// (on a store thread in serve) leaves the last ones out, and the server log says so, once.
+TEST(SessionRules, SessionValuesLeftOutAtTheBoundsAreReportedInTheServerLog) {
+    rules::rule_store store{"", {}};
+    store.install(rules::rule_set::parse(R"toml(
+[[rule]]
+name = "names-a-recipient"
+kind = "probe"
+when = "body contains encoded($rcpt_to)"
+[rule.actions]
+tags = ["self-addressed"]
+)toml", "test.toml", {}));
+    left_out_report report(std::chrono::hours(1));
+    session_rules rules(store, 1 << 20, {}, report);
+    smtp::connection_facts facts;
+    facts.peer_ip = "203.0.113.9";
+    smtp::envelope env;
+    const auto recipient = [](int i) { return std::to_string(1000 + i) + std::string(rules::max_dynamic_value_bytes - 4, 'x'); };
+    for (int i = 0; i < 40; ++i) env.recipients.push_back({recipient(i), ""});
+    const std::string message = "Subject: hi\r\n\r\nto " + recipient(39) + "\r\n";
+    log_capture log;
+    const auto before = rules::dynamic_values_left_out();
+    EXPECT_TRUE(rules.classifier(facts, env, message.size()).classify(message, false).rule.empty());  // not looked for
+    EXPECT_GT(rules::dynamic_values_left_out(), before);
+    EXPECT_NE(log.text().find("warning rules: "), std::string::npos) << log.text();
+    EXPECT_NE(log.text().find("left session values out at their bounds"), std::string::npos) << log.text();
+    const auto logged = log.text();
+    rules.classifier(facts, env, message.size()).classify(message, false);
+    EXPECT_EQ(log.text(), logged);  // at most one warning per period
 }
 
 }  // namespace

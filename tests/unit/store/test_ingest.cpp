@@ -591,6 +591,42 @@ TEST(Ingest, RowsWhoseFileCannotBeLookedForAreKeptAtStart) {
     EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 0u);
 }
 
+// The other place a lookup can fail: the stat of the recorded path itself, with another error
+// than "no such file" (root-proof: ENAMETOOLONG, a recorded name whose info part is longer
+// than NAME_MAX; the guesses in new/ and cur/ and the scan of cur/ all answer "no such file").
+// The check cannot tell whether the file is there: the row stays. (ELOOP cannot be given to
+// the recorded path alone: a looping entry in new/ trips recover_maildir first, and one in cur/
+// is found again by the scan of cur/, the branch the test above covers.)
+TEST(Ingest, RowsWhoseRecordedPathCannotBeStatedAreKeptAtStart) {
+    temp_dir dir;
+    const auto stored = store_messages(dir.path, records_for({"4LLLL1", "4MMMM2"}), "body");
+    ASSERT_TRUE(all_stored(stored));
+    const fs::path in_new = dir.path / stored[0].maildir_path;
+    const std::string too_long = "maildir/cur/" + in_new.filename().string() + ":2," + std::string(300, 'S');
+    fs::remove(in_new);
+    {
+        database db(dir.path / "relaybait.db", database::mode::read_write);
+        ASSERT_TRUE(db.update_message_location(stored[0].message_id, "", too_long));
+    }
+    {
+        const auto row = database(dir.path / "relaybait.db", database::mode::read_only).find_message(stored[0].message_id);
+        ASSERT_TRUE(row);
+        std::error_code lookup_error;
+        EXPECT_FALSE(locate_message_file(dir.path, *row, lookup_error));
+        EXPECT_EQ(lookup_error, std::errc::filename_too_long) << lookup_error.message();
+    }
+    fs::remove(dir.path / stored[1].maildir_path);  // missing everywhere: not whole
+    fs::remove(dir.path / "relaybait.clean-stop");  // the process did not stop cleanly
+    {
+        ingest in({.data_dir = dir.path, .hostname = "mx1.example.com"});
+        EXPECT_EQ(in.stats().recovered_rows, 1u);
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    EXPECT_TRUE(db.find_message(stored[0].message_id)) << "a recorded path whose stat failed lost its row";
+    EXPECT_FALSE(db.find_message(stored[1].message_id));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 0u);
+}
+
 // Session rows and credentials alone are written once side_linger has passed, not later.
 TEST(Ingest, SessionRowsAloneAreWrittenWithinTheLinger) {
     temp_dir dir;
