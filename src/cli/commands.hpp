@@ -20,6 +20,7 @@ struct console {
     std::ostream& out;
     std::ostream& err;
     std::istream& in;  // the operator's answers to confirmations ("Apply to 3 messages? [y/N]")
+    bool out_is_terminal = false;  // `out` is a terminal (isatty): raw attacker bytes are refused
 };
 
 using serve_function = std::function<int(const config::settings&)>;

@@ -231,6 +231,10 @@ json::value to_json(const store::credential_record& c) {
     };
 }
 
-void print_json(std::ostream& out, const json::value& document) { out << json::serialize(document) << '\n'; }
+// boost::json escapes only C0 controls: C1 (U+009B CSI), DEL and bidi controls would reach the
+// terminal raw. They become \uXXXX escapes (the same decoded values).
+void print_json(std::ostream& out, const json::value& document) {
+    out << escape_json_for_terminal(json::serialize(document)) << '\n';
+}
 
 }  // namespace relaybait::cli

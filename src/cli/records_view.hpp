@@ -34,7 +34,8 @@ boost::json::value to_json(const std::vector<Record>& records) {
     return array;
 }
 
-// The document and a newline, as --json prints it.
+// The document and a newline, as --json prints it: C1 and bidi controls, DEL (all that
+// is_terminal_control() lists) written as \uXXXX escapes, never raw (the same decoded values).
 void print_json(std::ostream& out, const boost::json::value& document);
 
 }  // namespace relaybait::cli

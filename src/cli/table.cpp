@@ -6,13 +6,35 @@
 namespace relaybait::cli {
 namespace {
 
-// Length of the valid UTF-8 sequence at text[i] and its code point; 0 when invalid.
+void append_hex(std::string& out, const char* format, unsigned value) {
+    char buffer[16];
+    std::snprintf(buffer, sizeof buffer, format, value);
+    out += buffer;
+}
+
+void append_ascii(std::string& out, unsigned char c) {
+    switch (c) {
+        case '\\': out += "\\\\"; return;
+        case '\t': out += "\\t"; return;
+        case '\r': out += "\\r"; return;
+        case '\n': out += "\\n"; return;
+        default: break;
+    }
+    if (is_terminal_control(c)) return append_hex(out, "\\x%02x", c);
+    out += static_cast<char>(c);
+}
+
+}  // namespace
+
 std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t& code_point) {
     const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
     const unsigned char lead = byte(i);
     std::size_t length = 0;
     char32_t minimum = 0;
-    if (lead >= 0xc2 && lead <= 0xdf) {
+    if (lead < 0x80) {
+        code_point = lead;
+        return 1;
+    } else if (lead >= 0xc2 && lead <= 0xdf) {
         length = 2, minimum = 0x80, code_point = lead & 0x1f;
     } else if (lead >= 0xe0 && lead <= 0xef) {
         length = 3, minimum = 0x800, code_point = lead & 0x0f;
@@ -31,34 +53,37 @@ std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t& code_poi
     return length;
 }
 
-// Code points a terminal may act on rather than print.
-bool is_dangerous(char32_t c) {
-    return (c >= 0x80 && c <= 0x9f) ||                      // C1 controls (CSI = U+009B)
+bool is_terminal_control(char32_t c) {
+    return c < 0x20 || c == 0x7f ||                        // C0 controls (ESC = U+001B), DEL
+           (c >= 0x80 && c <= 0x9f) ||                      // C1 controls (CSI = U+009B)
            c == 0x200e || c == 0x200f || c == 0x061c ||     // bidi marks
            (c >= 0x202a && c <= 0x202e) ||                  // bidi embeddings and overrides
            (c >= 0x2066 && c <= 0x2069) ||                  // bidi isolates
            c == 0x2028 || c == 0x2029 || c == 0xfeff;       // line/paragraph separators, BOM
 }
 
-void append_hex(std::string& out, const char* format, unsigned value) {
-    char buffer[16];
-    std::snprintf(buffer, sizeof buffer, format, value);
-    out += buffer;
-}
-
-void append_ascii(std::string& out, unsigned char c) {
-    switch (c) {
-        case '\\': out += "\\\\"; return;
-        case '\t': out += "\\t"; return;
-        case '\r': out += "\\r"; return;
-        case '\n': out += "\\n"; return;
-        default: break;
+std::string escape_json_for_terminal(std::string_view json) {
+    std::string out;
+    out.reserve(json.size());
+    for (std::size_t i = 0; i < json.size();) {
+        char32_t code_point = 0;
+        const std::size_t length = decode_utf8(json, i, code_point);
+        if (length == 0) {
+            out += "\\ufffd";
+            ++i;
+        } else if (is_terminal_control(code_point) && code_point != '\t' && code_point != '\n' && code_point != '\r') {
+            // (Tab, LF and CR only appear raw as whitespace between tokens: inside a string the
+            // serializer wrote them as \t \n \r already.) Every code point on the list is in the
+            // BMP: one \uXXXX, no surrogate pair.
+            append_hex(out, "\\u%04x", static_cast<unsigned>(code_point));
+            i += length;
+        } else {
+            out.append(json.substr(i, length));
+            i += length;
+        }
     }
-    if (c < 0x20 || c == 0x7f) return append_hex(out, "\\x%02x", c);
-    out += static_cast<char>(c);
+    return out;
 }
-
-}  // namespace
 
 std::string escape_for_terminal(std::string_view bytes) {
     std::string out;
@@ -75,7 +100,7 @@ std::string escape_for_terminal(std::string_view bytes) {
         if (length == 0) {
             append_hex(out, "\\x%02x", c);
             ++i;
-        } else if (is_dangerous(code_point)) {
+        } else if (is_terminal_control(code_point)) {
             append_hex(out, "\\u{%04x}", static_cast<unsigned>(code_point));
             i += length;
         } else {

@@ -11,9 +11,24 @@
 
 namespace relaybait::cli {
 
+// The code points a terminal may act on rather than print: C0 controls, DEL, C1 controls (CSI =
+// U+009B), the bidi marks, embeddings, overrides and isolates, U+2028/U+2029 and the BOM. The one
+// list both the table output and the --json output escape.
+bool is_terminal_control(char32_t code_point);
+
+// Length of the valid UTF-8 sequence at text[i] (1 to 4) and its code point; 0 when invalid
+// (overlong, surrogate, above U+10FFFF, cut short). text[i] must exist.
+std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t& code_point);
+
 // Printable UTF-8 is kept; \t \r \n and the backslash become \t \r \n \\; other C0/C1 controls,
 // DEL, bidi and line-separator code points become \xNN or \u{XXXX}; invalid UTF-8 bytes become \xNN.
 std::string escape_for_terminal(std::string_view bytes);
+
+// A serialized JSON document made safe to print: every is_terminal_control() code point that is
+// still raw (boost::json escapes only C0) becomes a \uXXXX escape, and an invalid UTF-8 byte
+// becomes \ufffd. Still valid JSON with the same decoded values (only strings can hold such
+// characters, and a raw character is never part of an escape).
+std::string escape_json_for_terminal(std::string_view json);
 
 // Columns a string of escape_for_terminal()'s output takes (one per code point).
 std::size_t display_width(std::string_view text);

@@ -68,6 +68,10 @@ std::filesystem::path resolve_rules_file(const settings& merged, const detail::p
                                               : std::string{}));
         if (fs::is_directory(status))
             where.fail("rules.file", detail::toml_quote(merged.rules.file.string()) + " is a directory, not a rules file");
+        // A FIFO would block the start and every reload, a device (/dev/zero) never ends.
+        if (!fs::is_regular_file(status))
+            where.fail("rules.file", detail::toml_quote(merged.rules.file.string()) +
+                                         " is not a regular file (a FIFO, socket or device is not read)");
         return merged.rules.file;
     }
     if (merged.config_file.empty()) return {};

@@ -3,10 +3,13 @@
 
 #include "config/toml_type_name.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
 #include <set>
-#include <sstream>
 
 #include "rules/expr.hpp"
 #include "rules/rules.hpp"
@@ -338,15 +341,57 @@ rule_set rule_set::parse(std::string_view text, const std::string& origin, const
     return set;
 }
 
+namespace {
+
+// Closes a descriptor on every way out of load().
+struct descriptor {
+    int fd;
+    ~descriptor() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+std::string limit_text() {
+    return std::to_string(max_rules_file_bytes / (1024 * 1024)) + " MiB (" + std::to_string(max_rules_file_bytes) +
+           " bytes)";
+}
+
+}  // namespace
+
 rule_set rule_set::load(const std::filesystem::path& path, const self_identity& self) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw rules_error(path.string(), 0, 0, "cannot open the rules file");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    if (in.bad()) throw rules_error(path.string(), 0, 0, "cannot read the rules file");
-    const std::string text = buffer.str();
-    if (text.size() > 8 * 1024 * 1024) throw rules_error(path.string(), 0, 0, "rules file larger than 8 MiB");
-    return parse(text, path.string(), self);
+    const std::string name = path.string();
+    // O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting for one; the
+    // descriptor is then refused as not a regular file. For a regular file the flag changes nothing.
+    descriptor file{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)};
+    if (file.fd < 0) throw rules_error(name, 0, 0, "cannot open the rules file");
+    struct stat info {};
+    if (::fstat(file.fd, &info) != 0) throw rules_error(name, 0, 0, "cannot read the rules file");
+    if (!S_ISREG(info.st_mode))
+        throw rules_error(name, 0, 0,
+                          S_ISDIR(info.st_mode) ? "is a directory, not a rules file"
+                                                : "not a regular file (a FIFO, socket or device is not read)");
+    const auto too_large = [&] {
+        return rules_error(name, 0, 0, "rules file larger than " + limit_text());
+    };
+    if (info.st_size < 0 || static_cast<std::uintmax_t>(info.st_size) > max_rules_file_bytes) throw too_large();
+    // Read at most limit + 1 bytes whatever the size said: the file may grow after fstat. The
+    // buffer starts one byte larger than the file, so that a file that grew is seen.
+    std::string text(static_cast<std::size_t>(info.st_size) + 1, '\0');
+    std::size_t have = 0;
+    for (;;) {
+        if (have == text.size()) {
+            if (text.size() > max_rules_file_bytes) break;
+            text.resize(std::min(text.size() * 2, max_rules_file_bytes + 1));
+        }
+        const ::ssize_t got = ::read(file.fd, text.data() + have, text.size() - have);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) throw rules_error(name, 0, 0, "cannot read the rules file");
+        if (got == 0) break;
+        have += static_cast<std::size_t>(got);
+    }
+    if (have > max_rules_file_bytes) throw too_large();
+    text.resize(have);
+    return parse(text, name, self);
 }
 
 void rule_set::index() {
@@ -373,8 +418,11 @@ const rule* rule_set::find(std::string_view name) const {
 
 // ---------------------------------------------------------------------------------------------
 
-rule_store::rule_store(std::filesystem::path path, self_identity self)
-    : path_(std::move(path)), self_(std::move(self)), current_(std::make_shared<const rule_set>()) {}
+rule_store::rule_store(std::filesystem::path path, self_identity self, loader load)
+    : path_(std::move(path)),
+      self_(std::move(self)),
+      load_(load ? std::move(load) : loader(&rule_set::load)),
+      current_(std::make_shared<const rule_set>()) {}
 
 std::shared_ptr<const rule_set> rule_store::current() const {
     std::lock_guard lock(mutex_);
@@ -398,12 +446,16 @@ std::optional<rules_error> rule_store::reload(const self_identity& self) {
     try {
         auto fresh = std::make_shared<const rule_set>(
             path_.empty() ? rule_set::parse(default_rules_text(), std::string(default_rules_origin), self)
-                          : rule_set::load(path_, self));
+                          : load_(path_, self));
         std::lock_guard lock(mutex_);
         current_ = std::move(fresh);
         return std::nullopt;
     } catch (const rules_error& error) {
         return error;
+    } catch (const std::exception& error) {
+        // Anything else (out of memory, ...) is a failed reload too, never an escaping exception.
+        return rules_error(path_.empty() ? std::string(default_rules_origin) : path_.string(), 0, 0,
+                           std::string("cannot load the rules: ") + error.what());
     }
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -113,10 +114,16 @@ private:
     std::string message_;
 };
 
+// The largest rules file load() reads.
+inline constexpr std::size_t max_rules_file_bytes = 8 * 1024 * 1024;
+
 class rule_set {
 public:
     rule_set() = default;
     // Throws rules_error naming file:line:column for any problem (I/O, TOML, rule, expression).
+    // Only a regular file (or a symbolic link to one) is read: a FIFO, a device or a directory is
+    // refused without blocking, and so is a file larger than max_rules_file_bytes (at most that
+    // many bytes plus one are ever read, even from a file that grows meanwhile).
     static rule_set load(const std::filesystem::path& path, const self_identity& self);
     static rule_set parse(std::string_view text, const std::string& origin, const self_identity& self);
 
@@ -148,11 +155,15 @@ inline constexpr std::string_view default_rules_origin = "<built-in rules>";
 // keeps the last good set when the file is bad.
 class rule_store {
 public:
-    rule_store(std::filesystem::path path, self_identity self);
+    using loader = std::function<rule_set(const std::filesystem::path&, const self_identity&)>;
+    // `load` reads a non-empty path (rule_set::load unless a test replaces it).
+    rule_store(std::filesystem::path path, self_identity self, loader load = &rule_set::load);
 
     std::shared_ptr<const rule_set> current() const;
     // Re-reads the file (an empty path: the embedded default rules). On error the previous set
-    // stays active and the error is returned.
+    // stays active and the error is returned. Never throws for a bad file: any other exception
+    // while reading or compiling (std::bad_alloc, ...) is returned as a rules_error too, since a
+    // reload runs on a background thread where an escaping exception ends the process.
     std::optional<rules_error> reload();
     std::optional<rules_error> reload(const self_identity& self);  // also replaces $self values
     // Installs an already-validated set (e.g. the embedded defaults when no file exists).
@@ -162,6 +173,7 @@ public:
 private:
     std::filesystem::path path_;
     self_identity self_;
+    loader load_;
     mutable std::mutex mutex_;
     std::shared_ptr<const rule_set> current_;
 };

@@ -2,6 +2,8 @@
 
 #include "store/database.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -81,10 +83,39 @@ fs::path move_to_recovered(const fs::path& data_dir, const fs::path& file, const
     const fs::path recovered = data_dir / "maildir-recovered";
     fs::create_directories(recovered);
     fs::path target = recovered / label;
-    for (int i = 1; fs::exists(target); ++i) target = recovered / (label + "." + std::to_string(i));
+    std::error_code ec;
+    for (int i = 1; fs::symlink_status(target, ec).type() != fs::file_type::not_found; ++i)
+        target = recovered / (label + "." + std::to_string(i));
     fs::rename(file, target);
     return target;
 }
+
+namespace {
+
+// The entries of `dir` of type `wanted`, not following symbolic links: relaybait creates only
+// real directories and files in a Maildir, and an entry that cannot be examined (a symlink
+// loop, a name the file system cannot stat) must not stop the server from starting. What is
+// skipped is logged.
+std::vector<fs::path> entries_of_type(const fs::path& dir, fs::file_type wanted) {
+    std::vector<fs::path> found;
+    std::error_code ec;
+    if (fs::symlink_status(dir, ec).type() != fs::file_type::directory) return found;
+    fs::directory_iterator it(dir, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        std::error_code type_error;
+        const auto type = it->symlink_status(type_error).type();
+        if (type == wanted && !type_error) {
+            found.push_back(it->path());
+        } else if (type_error || type == fs::file_type::symlink) {
+            spdlog::warn("maildir recovery: skipped {} ({})", it->path().string(),
+                         type_error ? type_error.message() : "a symbolic link");
+        }
+    }
+    if (ec) spdlog::warn("maildir recovery: cannot list {}: {}", dir.string(), ec.message());
+    return found;
+}
+
+}  // namespace
 
 recovery_report recover_maildir(const fs::path& data_dir, database& db) {
     recovery_report report;
@@ -93,9 +124,9 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
     if (!fs::exists(root)) return report;
 
     std::vector<std::string> folders{""};
-    for (const auto& entry : fs::directory_iterator(root)) {
-        const std::string name = entry.path().filename().string();
-        if (entry.is_directory() && valid_folder_name(name) && name != "") folders.push_back(name);
+    for (const auto& path : entries_of_type(root, fs::file_type::directory)) {
+        const std::string name = path.filename().string();
+        if (valid_folder_name(name) && name != "") folders.push_back(name);
     }
     bool moved_any = false;
     const auto move_out = [&](const fs::path& file, const std::string& label) {
@@ -111,7 +142,9 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
         for (const auto& other : folders) {
             if (other == folder) continue;
             const std::string old_rel = rel_new(other, name);
-            if (!db.has_maildir_path(old_rel) || fs::exists(data_dir / old_rel)) continue;
+            std::error_code ec;
+            if (!db.has_maildir_path(old_rel) || fs::symlink_status(data_dir / old_rel, ec).type() != fs::file_type::not_found)
+                continue;
             return db.relocate_maildir_path(old_rel, folder, rel);
         }
         return false;
@@ -119,25 +152,21 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
     for (const auto& folder : folders) {
         const fs::path dir = folder.empty() ? root : root / folder;
         const std::string label = folder.empty() ? "INBOX" : folder.substr(1);
-        if (fs::is_directory(dir / "tmp")) {
-            for (const auto& entry : fs::directory_iterator(dir / "tmp")) {
-                if (!entry.is_regular_file()) continue;
-                move_out(entry.path(), label + "_tmp_" + entry.path().filename().string());
-                ++report.tmp_files;
-            }
+        for (const auto& path : entries_of_type(dir / "tmp", fs::file_type::regular)) {
+            move_out(path, label + "_tmp_" + path.filename().string());
+            ++report.tmp_files;
         }
-        if (fs::is_directory(dir / "new")) {
+        {
             bool changed = false;
-            for (const auto& entry : fs::directory_iterator(dir / "new")) {
-                if (!entry.is_regular_file()) continue;
-                const std::string name = entry.path().filename().string();
+            for (const auto& path : entries_of_type(dir / "new", fs::file_type::regular)) {
+                const std::string name = path.filename().string();
                 const std::string rel = rel_new(folder, name);
                 if (db.has_maildir_path(rel)) continue;
                 if (finish_move(folder, name, rel)) {
                     ++report.moves_completed;
                     continue;
                 }
-                move_out(entry.path(), label + "_new_" + name);
+                move_out(path, label + "_new_" + name);
                 ++report.orphans;
                 changed = true;
             }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 namespace relaybait::store {
 namespace fs = std::filesystem;
@@ -53,7 +54,31 @@ void rename_no_replace(const fs::path& from, const fs::path& to) {
         throw std::runtime_error("cannot move " + from.string() + " to " + to.string() + ": " + std::strerror(errno));
 }
 
+std::runtime_error refused_path(std::int64_t message_id, const std::string& maildir_path) {
+    return std::runtime_error("message " + std::to_string(message_id) + ": refusing its stored path \"" + maildir_path +
+                              "\" (not a file inside the Maildir)");
+}
+
 }  // namespace
+
+std::optional<fs::path> stored_message_path(const fs::path& data_dir, std::string_view maildir_path) {
+    // Split on '/' by hand: std::filesystem would fold "a//b" and a trailing '/' away.
+    std::vector<std::string_view> parts;
+    for (std::size_t start = 0;;) {
+        const std::size_t slash = maildir_path.find('/', start);
+        parts.push_back(maildir_path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+        if (slash == std::string_view::npos) break;
+        start = slash + 1;
+    }
+    if (parts.size() != 3 && parts.size() != 4) return std::nullopt;
+    if (parts.front() != "maildir") return std::nullopt;
+    if (parts.size() == 4 && (parts[1].empty() || !valid_folder_name(parts[1]))) return std::nullopt;
+    const std::string_view sub = parts[parts.size() - 2];
+    if (sub != "new" && sub != "cur") return std::nullopt;
+    const std::string_view name = parts.back();
+    if (name.empty() || name == "." || name == ".." || name.find('\0') != std::string_view::npos) return std::nullopt;
+    return data_dir / fs::path(std::string(maildir_path));
+}
 
 std::optional<fs::path> locate_message_file(const fs::path& data_dir, const message_record& message) {
     std::error_code ignored;  // callers that act on the file: not found is all they can use
@@ -64,7 +89,12 @@ std::optional<fs::path> locate_message_file(const fs::path& data_dir, const mess
                                             std::error_code& error) {
     error.clear();
     if (message.maildir_path.empty()) return std::nullopt;  // dropped
-    const fs::path recorded = data_dir / message.maildir_path;
+    const auto stored = stored_message_path(data_dir, message.maildir_path);
+    if (!stored) {
+        error = std::make_error_code(std::errc::invalid_argument);  // not looked at (see the header)
+        return std::nullopt;
+    }
+    const fs::path& recorded = *stored;
     if (is_file(recorded, error)) return recorded;
     const fs::path folder_dir = recorded.parent_path().parent_path();
     const std::string base = base_name(recorded.filename().string());
@@ -90,6 +120,7 @@ void move_message(database& db, const fs::path& data_dir, std::int64_t message_i
     const std::string& folder = *stored_folder;
     const auto message = require_message(db, message_id);
     if (message.dropped) throw std::runtime_error("message " + std::to_string(message_id) + " was dropped: no file to move");
+    if (!stored_message_path(data_dir, message.maildir_path)) throw refused_path(message_id, message.maildir_path);
     const auto source = locate_message_file(data_dir, message);
     if (!source)
         throw std::runtime_error("file of message " + std::to_string(message_id) + " not found (" +
@@ -121,6 +152,8 @@ void set_message_rule(database& db, std::int64_t message_id, const std::string& 
 
 void drop_message_file(database& db, const fs::path& data_dir, std::int64_t message_id) {
     const auto message = require_message(db, message_id);
+    if (!message.maildir_path.empty() && !stored_message_path(data_dir, message.maildir_path))
+        throw refused_path(message_id, message.maildir_path);
     if (const auto file = locate_message_file(data_dir, message)) {
         // File first: a crash before the UPDATE leaves a row whose file is gone, and running
         // the drop again finishes it.

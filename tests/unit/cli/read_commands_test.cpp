@@ -126,6 +126,62 @@ TEST_F(read_commands, messages_show_raw_is_byte_for_byte) {
     EXPECT_EQ(r.out, raw_message);
 }
 
+// Raw attacker bytes to a terminal are refused (escape sequences would act on it); to a file or a
+// pipe, and with --force, they are written as they are.
+TEST_F(read_commands, messages_show_raw_is_refused_to_a_terminal) {
+    const auto run_on = [&](bool terminal, std::vector<std::string> args) {
+        std::ostringstream out, err;
+        std::istringstream in;
+        testing::result r;
+        r.code = run_app(args, console{out, err, in, terminal}, [](const config::settings&) { return 0; });
+        r.out = out.str();
+        r.err = err.str();
+        return r;
+    };
+    const std::vector<std::string> raw = {"messages", "show", std::to_string(first_id), "--raw", "--data-dir", dir.str()};
+    auto r = run_on(true, raw);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("redirect it to a file or pipe it"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+    auto forced = raw;
+    forced.push_back("--force");
+    r = run_on(true, forced);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, raw_message);
+    r = run_on(false, raw);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, raw_message);
+    // --force only goes with --raw.
+    EXPECT_EQ(run_on(true, {"messages", "show", std::to_string(first_id), "--force", "--data-dir", dir.str()}).code, 2);
+    // Table output to a terminal is escaped, not refused.
+    EXPECT_EQ(run_on(true, {"messages", "show", std::to_string(first_id), "--data-dir", dir.str()}).code, 0);
+}
+
+// The path check is the store's (store::stored_message_path): a stored path that leaves the
+// Maildir is refused even when it stays inside the data directory (the database itself).
+TEST_F(read_commands, messages_show_raw_refuses_paths_outside_the_maildir) {
+    std::vector<std::int64_t> ids;
+    {
+        store::database db(dir.path() / "relaybait.db", store::database::mode::read_write);
+        db.begin();
+        int n = 0;
+        for (const char* path : {"relaybait.db", "../outside", "/etc/passwd", "maildir/../relaybait.db", "maildir/x\x1b[2J"}) {
+            auto m = message("aaaaaaaaaaaaaaaa", "198.51.100.7", "9PATH" + std::to_string(n++), "2026-11-23T18:00:02.000000Z");
+            m.maildir_path = path;
+            ids.push_back(db.insert_message(m));
+        }
+        db.commit();
+    }
+    for (const auto id : ids) {
+        const auto r = run({"messages", "show", std::to_string(id), "--raw", "--data-dir", dir.str()});
+        EXPECT_EQ(r.code, 1) << id;
+        EXPECT_EQ(r.out, "") << id;
+        EXPECT_EQ(r.err.rfind("relaybait: refusing message path ", 0), 0u) << r.err;
+        EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << "the refused path is escaped";
+    }
+}
+
 TEST_F(read_commands, sessions_list_and_show) {
     auto r = run({"sessions", "list", "--data-dir", dir.str()});
     ASSERT_EQ(r.code, 0) << r.err;

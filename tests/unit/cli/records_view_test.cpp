@@ -108,6 +108,27 @@ TEST(records_view, json_keeps_the_data_and_is_always_valid) {
     EXPECT_EQ(out.str().back(), '\n');
 }
 
+// boost::json escapes only C0: a C1 CSI (U+009B), DEL or a bidi override in a subject, an
+// address or a header would reach the terminal of `--json` raw.
+TEST(records_view, json_escapes_c1_del_and_bidi_controls) {
+    auto m = sample_message();
+    m.headers.subject = "a\xc2\x9b" "2Jb\x7f" "c\xe2\x80\xae" "exe.txt\xe2\x81\xa6" "d\xe2\x80\x8f\xd8\x9c";
+    m.mail_from = "x\xe2\x80\xad@spam.example";
+    m.recipients = {"v\xc2\x85@victim.example"};
+    std::ostringstream out;
+    print_json(out, to_json(m));
+    const std::string text = out.str();
+    for (const char* raw : {"\xc2\x9b", "\x7f", "\xe2\x80\xae", "\xe2\x81\xa6", "\xe2\x80\x8f", "\xd8\x9c", "\xe2\x80\xad", "\xc2\x85"})
+        EXPECT_EQ(text.find(raw), std::string::npos) << "raw control in " << text;
+    for (const char* escaped : {"\\u009b", "\\u007f", "\\u202e", "\\u2066", "\\u200f", "\\u061c", "\\u202d", "\\u0085"})
+        EXPECT_NE(text.find(escaped), std::string::npos) << escaped << " missing in " << text;
+    // Still valid JSON, and it decodes to the same values.
+    const boost::json::value parsed = boost::json::parse(text);
+    EXPECT_EQ(parsed.at("headers").at("subject").as_string(), m.headers.subject);
+    EXPECT_EQ(parsed.at("mail_from").as_string(), m.mail_from);
+    EXPECT_EQ(parsed.at("recipients").as_array().at(0).as_string(), m.recipients[0]);
+}
+
 TEST(records_view, session_and_credential_json_shape) {
     const auto session = to_json(sample_session()).as_object();
     EXPECT_EQ(session.at("transcript").as_array().size(), 2u);

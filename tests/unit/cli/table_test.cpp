@@ -26,6 +26,22 @@ TEST(escape_for_terminal, escapes_everything_a_terminal_would_act_on) {
     EXPECT_EQ(escape_for_terminal("\xe2\x82"), "\\xe2\\x82");                         // cut sequence
 }
 
+TEST(escape_json_for_terminal, escapes_what_the_serializer_leaves_raw) {
+    // Ordinary JSON, UTF-8 and the serializer's own escapes are kept as they are.
+    const std::string plain = "{\"a\":\"Gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac \xf0\x9f\x98\x80\",\"b\":[1,\"\\u001b\\\\\"]}";
+    EXPECT_EQ(escape_json_for_terminal(plain), plain);
+    EXPECT_EQ(escape_json_for_terminal("[\"\xc2\x9b" "31m\"]"), "[\"\\u009b31m\"]");          // C1 CSI
+    EXPECT_EQ(escape_json_for_terminal("[\"\xc2\x85\"]"), "[\"\\u0085\"]");                  // C1 NEL
+    EXPECT_EQ(escape_json_for_terminal("[\"a\x7f" "b\"]"), "[\"a\\u007fb\"]");                // DEL
+    EXPECT_EQ(escape_json_for_terminal("[\"\xe2\x80\xae" "exe\"]"), "[\"\\u202eexe\"]");    // RLO
+    EXPECT_EQ(escape_json_for_terminal("[\"\xe2\x81\xa6\xe2\x81\xa9\"]"), "[\"\\u2066\\u2069\"]");  // isolates
+    EXPECT_EQ(escape_json_for_terminal("[\"\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c\"]"), "[\"\\u200e\\u200f\\u061c\"]");
+    EXPECT_EQ(escape_json_for_terminal("[\"\x9b\xff\"]"), "[\"\\ufffd\\ufffd\"]");         // invalid UTF-8
+    // A backslash before a raw control is the serializer's "\\": the control gets its own escape.
+    EXPECT_EQ(escape_json_for_terminal("[\"\\\\\xc2\x9b\"]"), "[\"\\\\\\u009b\"]");
+    EXPECT_EQ(escape_json_for_terminal("{\n\t\"a\": 1\r\n}"), "{\n\t\"a\": 1\r\n}");  // whitespace between tokens
+}
+
 TEST(truncate_to_width, cuts_with_an_ellipsis_on_code_points) {
     EXPECT_EQ(truncate_to_width("abcdef", 6), "abcdef");
     EXPECT_EQ(truncate_to_width("abcdefg", 6), "abcde\u2026");

@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <random>
@@ -648,6 +649,31 @@ TEST(config_load, explicit_rules_file_must_exist) {
         EXPECT_EQ(error.key(), "rules.file");
         EXPECT_NE(error.problem().find("is a directory"), std::string::npos) << error.what();
     }
+}
+
+// Reading a FIFO blocks until a writer comes, a device such as /dev/zero never ends: an explicit
+// rules.file must be a regular file (or a link to one).
+TEST(config_load, explicit_rules_file_must_be_a_regular_file) {
+    temp_dir dir;
+    overrides cli;
+    const fs::path fifo = dir.path() / "rules.fifo";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    for (const fs::path& special : {fifo, fs::path("/dev/zero")}) {
+        cli.config_file = dir.write("relaybait.toml", "[rules]\nfile = \"" + special.string() + "\"\n");
+        try {
+            load(cli);
+            FAIL() << "no error for " << special;
+        } catch (const config_error& error) {
+            EXPECT_EQ(error.key(), "rules.file");
+            EXPECT_EQ(error.problem(),
+                      "\"" + special.string() + "\" is not a regular file (a FIFO, socket or device is not read)");
+        }
+    }
+    // A symbolic link to a regular file is a regular file.
+    const fs::path real = dir.write("real-rules.toml", "# rules\n");
+    fs::create_symlink(real, dir.path() / "linked-rules.toml");
+    cli.config_file = dir.write("relaybait.toml", "[rules]\nfile = \"" + (dir.path() / "linked-rules.toml").string() + "\"\n");
+    EXPECT_EQ(load(cli).rules.resolved_file, dir.path() / "linked-rules.toml");
 }
 
 }  // namespace

@@ -1,7 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include "mime/message.hpp"
 #include "rules/rules.hpp"
@@ -260,6 +266,124 @@ TEST(RuleStore, ReloadKeepsLastGood) {
     store.install(rule_set{});
     EXPECT_TRUE(store.current()->rules().empty());
     std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+struct scratch_dir {
+    std::filesystem::path path;
+    explicit scratch_dir(std::string_view tag)
+        : path(std::filesystem::temp_directory_path() /
+               ("relaybait-rules-" + std::string(tag) + "-" + std::to_string(::getpid()))) {
+        std::filesystem::remove_all(path);
+        std::filesystem::create_directories(path);
+    }
+    ~scratch_dir() { std::filesystem::remove_all(path); }
+};
+
+// load() in a thread; a load that blocks is a failure, and is then released by opening the FIFO
+// for writing (so that the test ends either way).
+std::string load_error_within(const std::filesystem::path& path, std::chrono::seconds limit) {
+    auto pending = std::async(std::launch::async, [path]() -> std::string {
+        try {
+            rule_set::load(path, self());
+            return "ok";
+        } catch (const rules_error& e) {
+            return e.what();
+        }
+    });
+    if (pending.wait_for(limit) != std::future_status::ready) {
+        ADD_FAILURE() << "rule_set::load blocked on " << path;
+        const int writer = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+        if (writer >= 0) ::close(writer);
+    }
+    return pending.get();
+}
+
+}  // namespace
+
+TEST(RuleSet, LoadRefusesWhatIsNotARegularFile) {
+    scratch_dir dir("fifo");
+    const auto fifo = dir.path / "rules.toml";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(load_error_within(fifo, std::chrono::seconds(5)),
+              fifo.string() + ": not a regular file (a FIFO, socket or device is not read)");
+    // (/dev/null rather than /dev/zero: a regression must fail, not read until memory runs out.)
+    EXPECT_EQ(load_error_within("/dev/null", std::chrono::seconds(5)),
+              "/dev/null: not a regular file (a FIFO, socket or device is not read)");
+    EXPECT_EQ(load_error_within(dir.path, std::chrono::seconds(5)),
+              dir.path.string() + ": is a directory, not a rules file");
+}
+
+TEST(RuleSet, LoadRefusesAFileOverTheLimit) {
+    scratch_dir dir("large");
+    const auto path = dir.path / "rules.toml";
+    const std::string expected = path.string() + ": rules file larger than 8 MiB (8388608 bytes)";
+    std::ofstream(path) << "# rules\n";
+    EXPECT_EQ(load_error_within(path, std::chrono::seconds(5)), "ok");
+    // Exactly the limit is read (a comment line of 8 MiB).
+    std::ofstream(path, std::ios::trunc | std::ios::binary) << '#' << std::string(max_rules_file_bytes - 2, ' ') << '\n';
+    ASSERT_EQ(std::filesystem::file_size(path), max_rules_file_bytes);
+    EXPECT_EQ(load_error_within(path, std::chrono::seconds(60)), "ok");
+    // One byte more is refused, naming the file and the limit.
+    std::filesystem::resize_file(path, max_rules_file_bytes + 1);
+    ASSERT_EQ(load_error_within(path, std::chrono::seconds(5)), expected);  // ASSERT: a regression must not read 4 GiB
+    // A huge (sparse) file is refused from its size, before anything is read.
+    std::filesystem::resize_file(path, std::uintmax_t{4} << 30);
+    EXPECT_EQ(load_error_within(path, std::chrono::seconds(5)), expected);
+}
+
+TEST(RuleStore, ReloadOfAFifoOrAnOversizedFileKeepsTheLastGoodRules) {
+    scratch_dir dir("reload");
+    const auto path = dir.path / "rules.toml";
+    std::ofstream(path) << "[[rule]]\nname = \"one\"\nkind = \"probe\"\nwhen = 'subject contains \"x\"'\n";
+    rule_store store(path, self());
+    ASSERT_FALSE(store.reload().has_value());
+    const auto good = store.current();
+    ASSERT_EQ(good->rules().size(), 1u);
+
+    std::filesystem::resize_file(path, max_rules_file_bytes + 1);
+    auto error = store.reload();
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->file(), path.string());
+    EXPECT_EQ(error->message(), "rules file larger than 8 MiB (8388608 bytes)");
+    EXPECT_EQ(store.current(), good);
+
+    std::filesystem::remove(path);
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+    auto pending = std::async(std::launch::async, [&store] { return store.reload(); });
+    if (pending.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+        ADD_FAILURE() << "reload blocked on a FIFO";
+        const int writer = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+        if (writer >= 0) ::close(writer);
+    }
+    error = pending.get();
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->message(), "not a regular file (a FIFO, socket or device is not read)");
+    EXPECT_EQ(store.current(), good);
+}
+
+// A reload runs on a thread pool, where an escaping exception calls std::terminate: whatever the
+// loader throws is returned as a rules_error and the last good rules stay.
+TEST(RuleStore, ReloadTurnsAnyExceptionIntoARulesError) {
+    int calls = 0;
+    rule_store store("any.toml", self(), [&calls](const std::filesystem::path& path, const self_identity& s) {
+        if (++calls == 1) return rule_set::parse(two_rules, path.string(), s);
+        if (calls == 2) throw std::bad_alloc();
+        throw std::length_error("basic_string::_M_create");
+    });
+    ASSERT_FALSE(store.reload().has_value());
+    const auto good = store.current();
+    ASSERT_FALSE(good->rules().empty());
+    std::optional<rules_error> error;
+    ASSERT_NO_THROW(error = store.reload());
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->file(), "any.toml");
+    EXPECT_EQ(std::string(error->what()), "any.toml: cannot load the rules: std::bad_alloc");
+    ASSERT_NO_THROW(error = store.reload());
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->message(), "cannot load the rules: basic_string::_M_create");
+    EXPECT_EQ(store.current(), good);
 }
 
 TEST(RuleSet, LoadMissingFile) {

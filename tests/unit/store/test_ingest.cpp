@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -244,6 +245,36 @@ TEST(Ingest, RecoveryMovesTmpLeftoversAndRowlessNewFiles) {
     EXPECT_TRUE(fs::exists(dir.path / "maildir-recovered/INBOX_new_2.M2P2Q2.host,S=4"));
     database db(dir.path / "relaybait.db", database::mode::read_only);
     EXPECT_EQ(db.count_messages(), 2u);
+}
+
+// Entries the recovery cannot examine (symlink loops in tmp/, new/ and as a folder, a symlink
+// to a file outside) do not stop the start: they are skipped and left in place, and the real
+// leftovers are still moved out.
+TEST(Ingest, RecoverySkipsEntriesItCannotExamineAndStillStarts) {
+    temp_dir dir;
+    { ingest in({.data_dir = dir.path}); }
+    const fs::path maildir = dir.path / "maildir";
+    fs::create_symlink("loop-new", maildir / "new/loop-new");
+    fs::create_symlink("loop-tmp", maildir / "tmp/loop-tmp");
+    fs::create_symlink(".Loop", maildir / ".Loop");
+    std::ofstream(dir.path / "outside") << "not ours";
+    fs::create_symlink(dir.path / "outside", maildir / "new/6.M6P6Q6.host,S=8");
+    std::ofstream(maildir / "tmp/1.M1P1Q1.host") << "half";
+    std::ofstream(maildir / "new/2.M2P2Q2.host,S=4") << "full";
+    fs::remove(dir.path / "relaybait.clean-stop");
+    {
+        std::optional<ingest> in;
+        ASSERT_NO_THROW(in.emplace(ingest_options{.data_dir = dir.path}));
+        const auto s = in->stats();
+        EXPECT_EQ(s.recovered_tmp, 1u);
+        EXPECT_EQ(s.recovered_orphans, 1u);
+    }
+    EXPECT_TRUE(fs::is_symlink(maildir / "new/loop-new"));
+    EXPECT_TRUE(fs::is_symlink(maildir / "tmp/loop-tmp"));
+    EXPECT_TRUE(fs::is_symlink(maildir / ".Loop"));
+    EXPECT_TRUE(fs::is_symlink(maildir / "new/6.M6P6Q6.host,S=8"));
+    EXPECT_TRUE(fs::exists(dir.path / "outside"));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 2u);
 }
 
 TEST(Ingest, OneProcessPerDataDirectory) {
