@@ -25,6 +25,7 @@
 #include "net/relay_settings.hpp"
 #include "net/self_identity.hpp"
 #include "net/tls_context.hpp"
+#include "relay/published_limits.hpp"
 #include "store/database.hpp"
 
 namespace relaybait::net {
@@ -129,6 +130,10 @@ int serve(const config::settings& settings) {
     live_rules rules(settings, identity);  // a bad rules file stops the start here (exit 2)
     save_identity(settings.data_dir, identity);
     relay::relay_service relay(relay_options_from(settings), &ingest, &events);
+    // Before anything is relayed or accepted: the caps and switches this server runs with, for
+    // every other process on the database (published_limits.hpp: a CLI `relaybait relay ID`
+    // books against the stricter of these and its own).
+    relay::publish_limits(relay.db(), relay_limits_from(settings.relay), settings.sensor_name(), ::getpid());
     relay.start();
     resubmit_unsubmitted_relays(settings, *rules.store().current(), relay);
     if (!settings.relay.enabled) spdlog::warn("relay: disabled (relay.enabled = false): nothing is relayed");

@@ -73,6 +73,18 @@ CREATE INDEX relay_queue_created ON relay_queue(created_at);
 ALTER TABLE relay_queue ADD COLUMN test_mode INTEGER NOT NULL DEFAULT 0;
 UPDATE relay_queue SET test_mode = 1 WHERE state IN ('queued', 'deferred', 'sending');
 )sql",
+    // 5: the caps and switches the running server started with (published_limits.hpp): one row,
+    // overwritten by every `serve` start; safety::check_and_reserve applies the stricter of
+    // them and its own, so a CLI `relaybait relay ID` cannot book against looser caps.
+    R"sql(
+CREATE TABLE relay_published_limits(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  enabled INTEGER NOT NULL, daily INTEGER NOT NULL, per_recipient_daily INTEGER NOT NULL,
+  per_sender_daily INTEGER NOT NULL, per_client_ip_daily INTEGER NOT NULL, per_domain_daily INTEGER NOT NULL,
+  max_size INTEGER NOT NULL, max_recipients INTEGER NOT NULL, test_mode INTEGER NOT NULL,
+  test_server TEXT NOT NULL, test_recipient TEXT NOT NULL,
+  published_at TEXT NOT NULL, pid INTEGER NOT NULL, sensor TEXT NOT NULL);
+)sql",
 };
 
 constexpr const char* queue_columns =
@@ -242,21 +254,24 @@ std::vector<queue_row> relay_db::claim_due(sys_time now, std::chrono::seconds le
                  "UPDATE relay_queue SET state = 'failed', attempts = ?, lease_until = 0, next_attempt_at = ?, "
                  "last_result = ?, updated_at = ? WHERE id = ?");
     for (auto& r : rows) {
-        // The claim is the attempt: counted here, in the same transaction, so a process that
-        // dies (or hangs) while sending still spends one of the row's attempts.
-        r.attempts += 1;
-        if (r.attempts > max_attempts) {
+        // No attempt left: failed with the attempts it had, never delivered. Only a row still
+        // `sending` (its lease ran out) says its last round never finished; a queued or deferred
+        // one simply has none left (max_attempts was lowered since it was deferred, or its last
+        // round was paused after it had connected).
+        if (r.attempts >= max_attempts) {
+            r.last_result = "attempts exhausted (" + std::to_string(r.attempts) + " of max " + std::to_string(max_attempts) +
+                            (r.state == "sending" ? "; the last never finished: the process died or hung)" : ")") +
+                            (r.last_result.empty() ? std::string() : "; before: " + r.last_result);
             r.state = "failed";
             r.lease_until = 0;
             r.next_attempt_at = t;
-            r.attempts = max_attempts;
-            r.last_result = "gave up after " + std::to_string(max_attempts) +
-                            " attempts (the last never finished: the process died or hung)" +
-                            (r.last_result.empty() ? std::string() : "; before: " + r.last_result);
-            give_up.bind(1, max_attempts).bind(2, t).bind(3, r.last_result).bind(4, at).bind(5, r.id).run();
+            give_up.bind(1, r.attempts).bind(2, t).bind(3, r.last_result).bind(4, at).bind(5, r.id).run();
             give_up.reset();
             continue;
         }
+        // The claim is the attempt: counted here, in the same transaction, so a process that
+        // dies (or hangs) while sending still spends one of the row's attempts.
+        r.attempts += 1;
         r.state = "sending";
         r.lease_until = t + lease.count();
         claim.bind(1, r.attempts).bind(2, r.lease_until).bind(3, at).bind(4, r.id).run();

@@ -15,6 +15,8 @@
 //                    lease_until so that several processes on one DB never send one row twice,
 //                    test_mode: reserved in test mode, so never sent to the real recipient)
 //   relay_attempts  (one row per SMTP connection: MX host, IP, port, TLS, reply, transcript)
+//   relay_published_limits (one row: the caps and switches the last `serve` started with, its
+//                    time, pid and sensor; published_limits.hpp, read by every safety check)
 //
 // One instance = one SQLite connection, serialised by a mutex; open one per thread or
 // process when parallelism matters (the caps hold across connections: see safety.hpp).
@@ -124,8 +126,9 @@ public:
     // atomically and returned, at most `limit`. A claim counts one attempt (attempts + 1, in
     // the same transaction: a crash-looping process cannot resend forever): the row becomes
     // `sending` with lease_until = now + lease; a row whose count would pass max_attempts
-    // becomes `failed` instead ("gave up ..." in last_result) and is returned with that
-    // state, to be reported, never delivered. So a delivery's attempt number is the returned
+    // becomes `failed` instead, its count unchanged ("attempts exhausted (N of max M)" in
+    // last_result, saying the last never finished only when the row was still `sending`), and
+    // is returned with that state, to be reported, never delivered. So a delivery's attempt number is the returned
     // row's `attempts`; finish() writes it back unchanged.
     std::vector<queue_row> claim_due(sys_time now, std::chrono::seconds lease, unsigned max_attempts,
                                      std::size_t limit = 64, const std::set<std::int64_t>& in_flight = {});

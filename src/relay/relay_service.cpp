@@ -442,7 +442,10 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     void finish_temporary(queue_row& row, unsigned attempts, const std::string& why, std::optional<attempt_row> last = {},
                           std::shared_ptr<const std::string> message = nullptr) {
         if (attempts >= options.max_attempts) {
-            finish(row, "failed", attempts, "gave up after " + std::to_string(attempts) + " attempts: " + why, last, message);
+            finish(row, "failed", attempts,
+                   "attempts exhausted (" + std::to_string(attempts) + " of max " + std::to_string(options.max_attempts) +
+                       "): " + why,
+                   last, message);
             return;
         }
         auto delay = options.retry_base * (1LL << std::min<unsigned>(attempts - 1, 20));

@@ -13,6 +13,7 @@
 #include "common/text.hpp"
 #include "events/event_log.hpp"
 #include "events/json_safe.hpp"
+#include "relay/published_limits.hpp"
 #include "relay/sqlite_util.hpp"
 
 namespace relaybait::relay {
@@ -116,6 +117,9 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
     const relay_db::held_lock lock(db_.mutex());
     sqlite3* db = db_.handle();
     detail::transaction tx(db);  // BEGIN IMMEDIATE: the write lock, before anything is read
+    // The running server's published caps, read under the same lock: per cap, the stricter of
+    // them and this process's own (published_limits.hpp). Nothing published: our own.
+    const relay_limits caps = effective_limits(limits_, read_published_limits(db_, lock));
 
     auto count = [&](const char* scope, const std::string& key) { return db_.counter(lock, day, scope, key); };
     auto refuse_if = [&](bool refused, const char* cap) {
@@ -123,27 +127,27 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
         return !result.cap.empty();
     };
 
-    refuse_if(!limits_.enabled, "disabled") || refuse_if(db_.paused(lock), "paused") ||
+    refuse_if(!caps.enabled, "disabled") || refuse_if(db_.paused(lock), "paused") ||
         refuse_if(bad_recipient, "bad_recipient") || refuse_if(recipients.empty(), "no_recipients") ||
-        refuse_if(request.size > limits_.max_size, "size") ||
-        refuse_if(recipients.size() > limits_.max_recipients, "recipients");
+        refuse_if(request.size > caps.max_size, "size") ||
+        refuse_if(recipients.size() > caps.max_recipients, "recipients");
     if (result.cap.empty()) {
         stmt s(db, "SELECT 1 FROM relay_digests WHERE sha256 = ?");
         s.bind(1, text::lowercase(request.sha256));
         refuse_if(request.sha256.empty() || s.step(), "identical");
     }
     if (result.cap.empty()) {
-        refuse_if(count("daily", "") + n > limits_.daily, "daily") ||
-            refuse_if(count("sender", sender) + n > limits_.per_sender_daily, "per_sender") ||
-            refuse_if(count("client_ip", client) + n > limits_.per_client_ip_daily, "per_client_ip");
+        refuse_if(count("daily", "") + n > caps.daily, "daily") ||
+            refuse_if(count("sender", sender) + n > caps.per_sender_daily, "per_sender") ||
+            refuse_if(count("client_ip", client) + n > caps.per_client_ip_daily, "per_client_ip");
     }
     std::map<std::string, std::uint64_t> per_domain;
     for (const auto& rcpt : keys) ++per_domain[address_domain(rcpt)];
     for (const auto& rcpt : keys) {
-        if (result.cap.empty()) refuse_if(count("recipient", rcpt) + 1 > limits_.per_recipient_daily, "per_recipient");
+        if (result.cap.empty()) refuse_if(count("recipient", rcpt) + 1 > caps.per_recipient_daily, "per_recipient");
     }
     for (const auto& [domain, k] : per_domain) {
-        if (result.cap.empty()) refuse_if(count("domain", domain) + k > limits_.per_domain_daily, "per_domain");
+        if (result.cap.empty()) refuse_if(count("domain", domain) + k > caps.per_domain_daily, "per_domain");
     }
     result.allowed = result.cap.empty();
 
@@ -180,7 +184,7 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
             queue.bind(1, result.decision_id).bind(2, request.message_id).bind(3, request.file)
                 .bind(4, text::lowercase(request.sha256)).bind(5, request.mail_from).bind(6, rcpt).bind(7, recipients_json)
                 .bind(8, request.client_ip).bind(9, request.size).bind(10, request.manual).bind(11, unix_seconds(now))
-                .bind(12, at).bind(13, at).bind(14, limits_.test_mode).run();
+                .bind(12, at).bind(13, at).bind(14, caps.test_mode).run();
             queue.reset();
             result.queue_ids.push_back(sqlite3_last_insert_rowid(db));
         }

@@ -15,8 +15,17 @@
 // recipients uses 3 of the daily budget. Days are UTC dates. A reservation is never given
 // back, even if the delivery later fails: the caps bound what the honeypot *tries* to send.
 //
+// Whose caps: the running server's AND this process's. `relaybait serve` publishes its own
+// limits at start (published_limits.hpp: relay_published_limits, one row, overwritten by each
+// start). check_and_reserve reads that row inside its transaction and applies, per cap, the
+// stricter of the published value and the one this safety was constructed with: the smaller
+// number, enabled only when both say so, test mode when either says so (and the queue row is
+// then saved test_mode=1). So a CLI `relaybait relay ID` run without --config (built-in
+// defaults), or with a config looser than the server's, books against the server's caps too.
+// When nothing was published (no server ever started on the database), its own limits apply.
+//
 // Caps, checked in this order (the first that refuses is named in the decision):
-//   disabled        relay.enabled = false in the config (kill switch)
+//   disabled        relay.enabled = false in the config or in the published limits (kill switch)
 //   paused          `relaybait relay pause` (relay_state.paused, read inside the transaction)
 //   no_recipients / bad_recipient   nothing deliverable (no '@' or empty domain)
 //   size            message bigger than max_size
@@ -31,9 +40,10 @@
 //                   an internationalised name as its A-label, so bücher.example and
 //                   xn--bcher-kva.example are one domain)
 //
-// Each queue row records whether it was reserved in test mode (relay_queue.test_mode), so a
-// row reserved in test mode is only ever delivered to the test server, even by a process
-// whose config has test mode off (relay_service fails it when it has no test server).
+// Each queue row records whether it was reserved in test mode (relay_queue.test_mode: this
+// process's test mode OR the published one), so a row reserved in test mode is only ever
+// delivered to the test server, even by a process whose config has test mode off
+// (relay_service fails it when it has no test server).
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -93,6 +103,8 @@ public:
 
     void set_paused(bool paused) { db_.set_paused(paused); }
     bool paused() { return db_.paused(); }
+    // This process's own limits, as constructed; each check combines them with the published
+    // ones (effective_limits(limits(), read_published_limits(db())) is what it applies).
     const relay_limits& limits() const { return limits_; }
     relay_db& db() { return db_; }
 

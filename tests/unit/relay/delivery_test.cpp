@@ -481,6 +481,71 @@ TEST(RelayService, ARowWhoseDeliveriesNeverFinishIsFailedNotResent) {
     EXPECT_NE(env.events_text().find("relay.failed"), std::string::npos);
 }
 
+// The last temporary failure a row may have: failed, saying its attempts are spent (and the
+// maximum), nothing about a process that died or hung.
+TEST(RelayService, TheLastTemporaryFailureSaysTheAttemptsAreExhausted) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.limits.test_server = "127.0.0.1:" + std::to_string(relay_test::free_port());  // down: refused
+    o.max_attempts = 2;
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    service.submit(env.stored("m-exhausted", "victim@example.test", "Subject: e\r\n\r\nx\r\n"));
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)));
+    const auto row = service.db().list_queue().at(0);
+    EXPECT_EQ(row.attempts, 2u);
+    EXPECT_TRUE(row.last_result.starts_with("attempts exhausted (2 of max 2): ")) << row.last_result;
+    EXPECT_EQ(row.last_result.find("hung"), std::string::npos) << row.last_result;
+    EXPECT_EQ(service.db().list_attempts().size(), 2u);
+}
+
+// A delivery cut off at shutdown (its coroutine destroyed with the relay's io_context while a
+// tarpit MX holds it): the row stays `sending` under its lease, counted as one attempt. A new
+// service on the same database leaves it alone until the lease runs out (the old process
+// might still be sending), then delivers it once.
+TEST(RelayService, ADeliveryCutOffAtShutdownIsDeliveredOnceAfterItsLease) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.lease = std::chrono::seconds(3);
+    o.delivery_deadline = std::chrono::seconds(30);
+    o.client.command_timeout = std::chrono::seconds(60);
+    std::int64_t lease_until = 0;
+    {
+        tarpit pit;
+        auto held = o;
+        held.limits.test_server = "127.0.0.1:" + std::to_string(pit.port);
+        relay_service first(held, env.ingest.get(), env.events.get());
+        first.start();
+        first.submit(env.stored("m-cut", "victim@example.test", "Subject: c\r\n\r\nx\r\n"));
+        ASSERT_TRUE(relay_test::wait_for([&] { return pit.accepted >= 1; }, std::chrono::seconds(10)));
+    }  // stopped and destroyed with the delivery in flight, then the tarpit goes
+    {
+        relay_db db(env.data.path / "relaybait.db");
+        const auto row = db.list_queue().at(0);
+        EXPECT_EQ(row.state, "sending");  // not lost, not failed, not deferred
+        EXPECT_EQ(row.attempts, 1u);
+        EXPECT_GT(row.lease_until, 0);
+        lease_until = row.lease_until;
+        EXPECT_TRUE(db.list_attempts().empty());  // the round never finished: no attempt row
+    }
+    relay_service second(o, env.ingest.get(), env.events.get());
+    second.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(second.db(), "delivered", 1); }, std::chrono::seconds(20)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // retry_base is 1 s: a second copy would have come
+    EXPECT_EQ(mta.received(), 1u);
+    const auto row = second.db().list_queue().at(0);
+    EXPECT_EQ(row.state, "delivered");
+    EXPECT_EQ(row.attempts, 2u);  // the cut-off round counts
+    const auto attempts = second.db().list_attempts();
+    ASSERT_EQ(attempts.size(), 1u);
+    EXPECT_EQ(attempts[0].outcome, "delivered");
+    // Not before the lease ran out (same ISO 8601 format: compared as text).
+    const auto lease_end = relaybait::events::iso8601_utc(std::chrono::system_clock::time_point(std::chrono::seconds(lease_until)));
+    EXPECT_GE(attempts[0].started_at, lease_end) << "taken up under the first process's lease";
+}
+
 // Test mode is the reservation's: a row reserved in test mode goes to the test server even
 // when the delivering process has test mode off, and fails when it has no test server.
 TEST(RelayService, ARowReservedInTestModeNeverGoesToItsRealRecipient) {

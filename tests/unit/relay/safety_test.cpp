@@ -344,6 +344,7 @@ TEST(RelaySafety, RowsWaitingAtTheUpgradeCountAsTestMode) {
         ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
         ASSERT_EQ(sqlite3_exec(db,
                                "ALTER TABLE relay_queue DROP COLUMN test_mode; "
+                               "DROP TABLE relay_published_limits; "  // migration 5
                                "DELETE FROM relay_schema_migrations WHERE version >= 4;",
                                nullptr, nullptr, nullptr),
                   SQLITE_OK)
@@ -380,8 +381,33 @@ TEST(RelayDb, EachClaimCountsAnAttemptAndAnEndlessRowFails) {
     const auto row = s.db().find_queue_row(id);
     EXPECT_EQ(row->state, "failed");
     EXPECT_EQ(row->attempts, 3u);
-    EXPECT_NE(row->last_result.find("gave up after 3 attempts"), std::string::npos) << row->last_result;
+    EXPECT_NE(row->last_result.find("attempts exhausted (3 of max 3; the last never finished"), std::string::npos)
+        << row->last_result;
     EXPECT_TRUE(s.db().claim_due(now + std::chrono::hours(1), std::chrono::seconds(10), 3).empty());
+}
+
+// A deferred row whose rounds all finished, with max_attempts lowered below its count since:
+// failed with the attempts it really had, and nothing blamed on a hung or dead process.
+TEST(RelayDb, ARowPastALoweredMaxAttemptsIsFailedWithoutBlamingAHungProcess) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", wide());
+    const auto d = s.check_and_reserve(probe());
+    ASSERT_TRUE(d.allowed);
+    const std::int64_t id = d.queue_ids.at(0);
+    auto now = std::chrono::system_clock::now();
+    for (unsigned attempt = 1; attempt <= 3; ++attempt) {  // three rounds, each deferred (max_attempts 5)
+        ASSERT_EQ(s.db().claim_due(now, std::chrono::seconds(10), 5).size(), 1u);
+        s.db().finish(id, "deferred", attempt, unix_seconds(now), "451 4.7.1 try again later", "", now);
+    }
+    const auto given_up = s.db().claim_due(now, std::chrono::seconds(10), 2);  // the operator lowered it to 2
+    ASSERT_EQ(given_up.size(), 1u);
+    EXPECT_EQ(given_up[0].state, "failed");
+    EXPECT_EQ(given_up[0].attempts, 3u);
+    const auto row = s.db().find_queue_row(id);
+    EXPECT_EQ(row->state, "failed");
+    EXPECT_EQ(row->attempts, 3u);
+    EXPECT_EQ(row->last_result, "attempts exhausted (3 of max 2); before: 451 4.7.1 try again later");
+    EXPECT_EQ(row->last_result.find("hung"), std::string::npos) << row->last_result;
 }
 
 // The rows a process is delivering are never claimed again by it, whatever their lease says.
