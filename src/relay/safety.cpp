@@ -22,6 +22,8 @@ using detail::stmt;
 
 namespace {
 
+constexpr std::size_t max_address_bytes = 320;  // RFC 5321: 64 local part + '@' + 255 domain
+
 bool is_ascii(std::string_view text) {
     for (const unsigned char c : text)
         if (c >= 0x80) return false;
@@ -38,6 +40,27 @@ std::string idna_ascii(const std::string& domain) {
     return text::lowercase(converted);
 }
 
+// A name DNS can look up: labels of 1-63 letters, digits, '-' or '_', none empty, 253 bytes in
+// all. (An address literal such as [192.0.2.1] is not one: the relay only delivers through MX.)
+bool is_dns_name(std::string_view name) {
+    if (name.empty() || name.size() > 253) return false;
+    std::size_t label = 0;
+    for (const char c : name) {
+        if (c == '.') {
+            if (label == 0) return false;
+            label = 0;
+            continue;
+        }
+        const bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        if (!allowed || ++label > 63) return false;
+    }
+    return label > 0;
+}
+
+void strip_trailing_dots(std::string& domain) {
+    while (!domain.empty() && domain.back() == '.') domain.pop_back();
+}
+
 // RFC 5233 subaddress: the big providers, Sendmail and the usual Postfix set-up
 // (recipient_delimiter = +) deliver "user+detail" to "user": every detail is the same mailbox.
 std::string_view without_subaddress(std::string_view local) {
@@ -51,9 +74,14 @@ std::string address_domain(std::string_view address) {
     const auto at = address.rfind('@');
     if (at == std::string_view::npos) return "";
     std::string domain = text::lowercase(address.substr(at + 1));
-    while (!domain.empty() && domain.back() == '.') domain.pop_back();
-    if (!is_ascii(domain)) domain = idna_ascii(domain);
-    return domain;
+    strip_trailing_dots(domain);
+    if (!is_ascii(domain)) {
+        // UTS #46 maps the ideographic and fullwidth full stops to '.': "gmail.com\u3002" is
+        // "gmail.com." once converted, and must be the same key as gmail.com.
+        domain = idna_ascii(domain);
+        strip_trailing_dots(domain);
+    }
+    return is_dns_name(domain) ? domain : std::string();
 }
 
 std::string canonical_address(std::string_view address) {
@@ -97,8 +125,8 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
     bool bad_recipient = false;
     for (const auto& rcpt : request.recipients) {
         const auto at = rcpt.rfind('@');
-        if (at == std::string::npos || at == 0 || address_domain(rcpt).empty() || rcpt.size() > 320 ||
-            rcpt.find_first_of(" \t\r\n<>") != std::string::npos) {
+        if (at == std::string::npos || at == 0 || rcpt.size() > max_address_bytes ||
+            rcpt.find_first_of(" \t\r\n<>") != std::string::npos || address_domain(rcpt).empty()) {
             bad_recipient = true;
             continue;
         }
@@ -108,7 +136,11 @@ decision safety::check_and_reserve(const relay_request& request, sys_time now) {
             keys.push_back(std::move(key));
         }
     }
-    const std::string sender = request.mail_from.empty() ? std::string("<>") : canonical_address(request.mail_from);
+    // Bounded before it is canonicalised: two long senders alike in their first bytes share a
+    // key, which only makes the per-sender cap stricter.
+    const std::string sender = request.mail_from.empty()
+                                   ? std::string("<>")
+                                   : canonical_address(std::string_view(request.mail_from).substr(0, max_address_bytes));
     const std::string client = client_ip_key(request.client_ip);
     const std::string day = utc_day(now);
     const std::string at = events::iso8601_utc(now);

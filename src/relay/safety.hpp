@@ -34,8 +34,11 @@
 //   daily           copies today + this request > daily
 //   per_sender      per MAIL FROM address (canonical_address; "<>" for the null sender)
 //   per_client_ip   per client network (client_ip_key: an IPv4 address, an IPv6 /64)
-//   per_recipient   per recipient address (canonical_address: one mailbox, one key, however
-//                   it is spelled: v@b.com, V@B.COM., "v"@b.com, "\v"@b.com, v+tag@b.com)
+//   per_recipient   per recipient address (canonical_address: the spellings SMTP and DNS
+//                   make equal are one key: v@b.com, V@B.COM., "v"@b.com, "\v"@b.com, and
+//                   the subaddresses v+tag@b.com; a provider's own aliases, such as Gmail's
+//                   dots, are not folded: per_domain bounds those). Recipients of one request
+//                   with the same key are one recipient: one queue row, one copy.
 //   per_domain      per recipient domain (address_domain: lower-cased, trailing dots removed,
 //                   an internationalised name as its A-label, so bücher.example and
 //                   xn--bcher-kva.example are one domain)
@@ -120,8 +123,10 @@ private:
 
 // Helpers (public for tests and the service).
 // The domain as DNS knows it: lower-cased, without trailing dots, a U-label as its A-label
-// (IDNA2008, UTS #46 mapping). "" when there is none or it is not a valid IDN: such a
-// recipient is refused (bad_recipient).
+// (IDNA2008, UTS #46 mapping, which also turns the ideographic and fullwidth full stops into
+// '.'). "" when there is none, when it is not a valid IDN, or when it is not a DNS name
+// (an empty label, a character other than letters, digits, '-' and '_', an address literal):
+// such a recipient is refused (bad_recipient).
 std::string address_domain(std::string_view address);
 // What the per-recipient and per-sender caps count: the address lower-cased, the domain
 // as address_domain() gives it, a quoted local part unquoted and unescaped ("a\"b"@x ->

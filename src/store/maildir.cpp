@@ -92,24 +92,27 @@ fs::path move_to_recovered(const fs::path& data_dir, const fs::path& file, const
 
 namespace {
 
-// The entries of `dir` of type `wanted`, not following symbolic links: relaybait creates only
-// real directories and files in a Maildir, and an entry that cannot be examined (a symlink
-// loop, a name the file system cannot stat) must not stop the server from starting. What is
-// skipped is logged.
+// The entries of `dir` of type `wanted` (symbolic links followed, as a directory listing
+// would: DATA/maildir itself may be a link to another disk). An entry that cannot be examined
+// (a symlink loop, a name the file system cannot stat) is skipped and logged: it must not
+// stop the server from starting.
 std::vector<fs::path> entries_of_type(const fs::path& dir, fs::file_type wanted) {
     std::vector<fs::path> found;
     std::error_code ec;
-    if (fs::symlink_status(dir, ec).type() != fs::file_type::directory) return found;
+    const auto dir_type = fs::status(dir, ec).type();
+    if (dir_type == fs::file_type::not_found) return found;
+    if (ec || dir_type != fs::file_type::directory) {
+        spdlog::warn("maildir recovery: skipped {} ({})", dir.string(), ec ? ec.message() : "not a directory");
+        return found;
+    }
     fs::directory_iterator it(dir, ec);
     for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
         std::error_code type_error;
-        const auto type = it->symlink_status(type_error).type();
-        if (type == wanted && !type_error) {
+        const auto type = it->status(type_error).type();
+        if (type_error)
+            spdlog::warn("maildir recovery: skipped {} ({})", it->path().string(), type_error.message());
+        else if (type == wanted)
             found.push_back(it->path());
-        } else if (type_error || type == fs::file_type::symlink) {
-            spdlog::warn("maildir recovery: skipped {} ({})", it->path().string(),
-                         type_error ? type_error.message() : "a symbolic link");
-        }
     }
     if (ec) spdlog::warn("maildir recovery: cannot list {}: {}", dir.string(), ec.message());
     return found;

@@ -96,3 +96,50 @@ TEST(RelayAddressKeys, ARecipientWhoseDomainIsNotAValidNameIsRefused) {
     EXPECT_FALSE(d.allowed);
     EXPECT_EQ(d.cap, "bad_recipient");
 }
+
+// UTS #46 turns U+3002, U+FF0E and U+FF61 into '.': trailing ones are trailing dots (the same
+// key as the plain domain), and a domain with an empty label is not a DNS name.
+TEST(RelayAddressKeys, IdeographicAndFullwidthStopsAreDots) {
+    EXPECT_EQ(address_domain("v@gmail.com\xe3\x80\x82"), "gmail.com");              // U+3002
+    EXPECT_EQ(address_domain("v@gmail.com\xe3\x80\x82\xe3\x80\x82"), "gmail.com");  // two of them
+    EXPECT_EQ(address_domain("v@gmail\xef\xbc\x8e" "com"), "gmail.com");             // U+FF0E
+    EXPECT_EQ(address_domain("v@gmail\xef\xbd\xa1" "com."), "gmail.com");            // U+FF61
+    EXPECT_EQ(address_domain("v@\xe3\x80\x82gmail.com"), "");                       // leading: empty label
+    EXPECT_EQ(address_domain("v@ex\xc3\xa4mple..com"), "");                         // empty label inside
+    EXPECT_EQ(canonical_address("Victim@gmail.com\xe3\x80\x82"), "victim@gmail.com");
+}
+
+TEST(RelayAddressKeys, OnlyDnsNamesAreDomains) {
+    EXPECT_EQ(address_domain("v@gmail..com"), "");
+    EXPECT_EQ(address_domain("v@.gmail.com"), "");
+    EXPECT_EQ(address_domain("v@[192.0.2.1]"), "");
+    EXPECT_EQ(address_domain("v@exa mple.com"), "");
+    EXPECT_EQ(address_domain("v@" + std::string(64, 'a') + ".com"), "");  // a label over 63
+    EXPECT_EQ(address_domain("v@" + std::string(63, 'a') + ".com"), std::string(63, 'a') + ".com");
+    EXPECT_EQ(address_domain("v@_dmarc.example.com"), "_dmarc.example.com");
+    EXPECT_EQ(address_domain("v@mx-1.example.com."), "mx-1.example.com");
+}
+
+// victim@gmail.com, victim@gmail.com。 and victim@gmail.com。。 are one mailbox of one domain.
+TEST(RelayAddressKeys, CapsCountADomainWrittenWithIdeographicStopsOnce) {
+    temp_dir dir;
+    relay_limits limits = wide();
+    limits.per_recipient_daily = 1;
+    limits.per_domain_daily = 2;
+    safety s(dir.path / "relaybait.db", limits);
+    ASSERT_TRUE(s.check_and_reserve(probe_to({"victim@gmail.com"}, 31)).allowed);
+    int n = 40;
+    for (const char* spelling : {"victim@gmail.com\xe3\x80\x82", "victim@gmail.com\xe3\x80\x82\xe3\x80\x82",
+                                 "victim@gmail\xef\xbc\x8e" "com"}) {
+        const auto d = s.check_and_reserve(probe_to({spelling}, ++n));
+        EXPECT_FALSE(d.allowed) << spelling;
+        EXPECT_EQ(d.cap, "per_recipient") << spelling;
+    }
+    ASSERT_TRUE(s.check_and_reserve(probe_to({"other@gmail.com"}, 33)).allowed);
+    const auto third = s.check_and_reserve(probe_to({"third@gmail.com\xe3\x80\x82"}, 34));
+    EXPECT_FALSE(third.allowed);
+    EXPECT_EQ(third.cap, "per_domain");
+    const auto leading = s.check_and_reserve(probe_to({"v@\xe3\x80\x82gmail.com"}, 35));
+    EXPECT_FALSE(leading.allowed);
+    EXPECT_EQ(leading.cap, "bad_recipient");
+}

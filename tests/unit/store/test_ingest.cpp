@@ -247,9 +247,10 @@ TEST(Ingest, RecoveryMovesTmpLeftoversAndRowlessNewFiles) {
     EXPECT_EQ(db.count_messages(), 2u);
 }
 
-// Entries the recovery cannot examine (symlink loops in tmp/, new/ and as a folder, a symlink
-// to a file outside) do not stop the start: they are skipped and left in place, and the real
-// leftovers are still moved out.
+// Entries the recovery cannot examine (symlink loops in tmp/, new/ and as a folder) do not stop
+// the start: they are skipped and left in place, and the real leftovers are still moved out (a
+// link in new/ to a file elsewhere is a leftover like any other: the link moves, its target
+// stays).
 TEST(Ingest, RecoverySkipsEntriesItCannotExamineAndStillStarts) {
     temp_dir dir;
     { ingest in({.data_dir = dir.path}); }
@@ -267,14 +268,48 @@ TEST(Ingest, RecoverySkipsEntriesItCannotExamineAndStillStarts) {
         ASSERT_NO_THROW(in.emplace(ingest_options{.data_dir = dir.path}));
         const auto s = in->stats();
         EXPECT_EQ(s.recovered_tmp, 1u);
-        EXPECT_EQ(s.recovered_orphans, 1u);
+        EXPECT_EQ(s.recovered_orphans, 2u);
     }
     EXPECT_TRUE(fs::is_symlink(maildir / "new/loop-new"));
     EXPECT_TRUE(fs::is_symlink(maildir / "tmp/loop-tmp"));
     EXPECT_TRUE(fs::is_symlink(maildir / ".Loop"));
-    EXPECT_TRUE(fs::is_symlink(maildir / "new/6.M6P6Q6.host,S=8"));
+    EXPECT_TRUE(fs::is_symlink(dir.path / "maildir-recovered/INBOX_new_6.M6P6Q6.host,S=8"));
     EXPECT_TRUE(fs::exists(dir.path / "outside"));
-    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 2u);
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 3u);
+}
+
+// DATA/maildir may be a link to another disk: its folders are recovered too, and a move
+// between folders interrupted by a crash is completed, not taken for an orphan.
+TEST(Ingest, RecoveryFollowsAMaildirThatIsASymbolicLink) {
+    temp_dir dir;
+    temp_dir elsewhere;
+    fs::create_directory_symlink(elsewhere.path, dir.path / "maildir");
+    std::int64_t moved_id = 0;
+    std::string in_probes;
+    {
+        ingest in({.data_dir = dir.path});
+        auto m = in.begin_message(".Probes", trace);
+        in.append(m, "probe");
+        const auto r = commit_and_wait(in, m, record_for("P1"));
+        ASSERT_TRUE(r.ok);
+        moved_id = r.message_id;
+        in_probes = r.maildir_path;
+    }
+    // A move from .Probes to the inbox cut between its rename and its UPDATE.
+    const fs::path name = fs::path(in_probes).filename();
+    fs::rename(dir.path / in_probes, dir.path / "maildir/new" / name);
+    std::ofstream(dir.path / "maildir/.Probes/tmp/1.M1P1Q1.host") << "half";
+    {
+        ingest in({.data_dir = dir.path});
+        const auto s = in.stats();
+        EXPECT_EQ(s.recovered_tmp, 1u);
+        EXPECT_EQ(s.recovered_orphans, 0u);
+    }
+    database db(dir.path / "relaybait.db", database::mode::read_only);
+    const auto row = db.find_message(moved_id);
+    ASSERT_TRUE(row);
+    EXPECT_EQ(row->maildir_path, "maildir/new/" + name.string());
+    EXPECT_TRUE(fs::exists(dir.path / row->maildir_path));
 }
 
 TEST(Ingest, OneProcessPerDataDirectory) {
