@@ -24,15 +24,17 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 // The relay tables live in DATA/relaybait.db. Pausing before the first `serve` is allowed (the
-// file is created); reading needs a database that exists.
-std::unique_ptr<relay::relay_db> open_relay_db(const fs::path& data_dir, bool create) {
+// file is created, read_write); the inspection commands (status, list) need a database that
+// exists and open it read_only: no migration, no write (relay_db.hpp), so an older server's
+// database keeps its schema and a read-only copy can be inspected.
+std::unique_ptr<relay::relay_db> open_relay_db(const fs::path& data_dir, relay::relay_db::mode mode) {
     std::error_code ignored;
     if (!fs::is_directory(data_dir, ignored))
         throw command_failure("no data directory at " + data_dir.string() + " (give --data-dir or --config)");
     const fs::path file = data_dir / "relaybait.db";
-    if (!create && !fs::exists(file, ignored))
+    if (mode == relay::relay_db::mode::read_only && !fs::exists(file, ignored))
         throw command_failure("no database at " + file.string() + " (has relaybait served from this directory?)");
-    return std::make_unique<relay::relay_db>(file);
+    return std::make_unique<relay::relay_db>(file, mode);
 }
 
 // Unix seconds -> "2026-11-23 18:07:03" (UTC); "" for 0.
@@ -50,7 +52,7 @@ std::string unix_time(std::int64_t seconds) {
 
 int pause_command(const settings_options& options, bool paused, console io) {
     const config::settings settings = load_settings(options);
-    auto db = open_relay_db(settings.data_dir, true);
+    auto db = open_relay_db(settings.data_dir, relay::relay_db::mode::read_write);
     const bool was = db->paused();
     db->set_paused(paused);
     if (paused)
@@ -67,7 +69,7 @@ struct status_options {
 
 int status_command(const status_options& options, console io) {
     const config::settings settings = load_settings(options.settings);
-    auto db = open_relay_db(settings.data_dir, false);
+    auto db = open_relay_db(settings.data_dir, relay::relay_db::mode::read_only);
     const relay_overview overview = read_relay_overview(*db, settings.relay);
     if (options.json) print_json(io.out, to_json(overview));
     else render_relay_overview(io.out, overview);
@@ -194,7 +196,7 @@ json::value refusals_json(const std::vector<relay::decision_row>& rows) {
 
 int list_relays_command(const list_relays_options& options, console io) {
     const config::settings settings = load_settings(options.settings);
-    auto db = open_relay_db(settings.data_dir, false);
+    auto db = open_relay_db(settings.data_dir, relay::relay_db::mode::read_only);
     if (options.refused) {
         // Newest first; refusals are picked from the newest decisions (bounded read).
         std::vector<relay::decision_row> refused;

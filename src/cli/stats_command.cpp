@@ -59,7 +59,8 @@ int stats_command(const stats_options& options, console io) {
         sessions = db->count_sessions();
         credentials = db->count_credentials();
     }
-    relay::relay_db relay_db(settings.data_dir / "relaybait.db");
+    // Read only: no migration, no write (an older server's database keeps its schema).
+    relay::relay_db relay_db(settings.data_dir / "relaybait.db", relay::relay_db::mode::read_only);
     const relay_overview relay = read_relay_overview(relay_db, settings.relay);
 
     if (options.json) {

@@ -106,6 +106,9 @@ settings load(const overrides& cli) {
     apply_overrides(merged, cli, where);
     detail::validate_merged(merged, where);
     if (merged.sensor.empty()) merged.sensor = merged.hostname;
+    // Relative to the directory relaybait was started in, resolved once: the paths the server
+    // records (a queued relay's message file) must not depend on a later working directory.
+    merged.data_dir = std::filesystem::absolute(merged.data_dir);
     merged.config_file = cli.config_file.value_or(std::filesystem::path{});
     merged.rules.resolved_file = resolve_rules_file(merged, where);
     return merged;

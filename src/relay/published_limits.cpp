@@ -23,6 +23,7 @@ T cap_value(std::int64_t stored) {
 }  // namespace
 
 void publish_limits(relay_db& db, const relay_limits& limits, const std::string& sensor, std::int64_t pid, sys_time now) {
+    if (db.read_only()) throw std::runtime_error("relay db " + db.file().string() + ": opened read-only");
     const relay_db::held_lock lock(db.mutex());
     sqlite3* handle = db.handle();
     detail::transaction tx(handle);

@@ -148,36 +148,56 @@ std::string not_in_flight(const std::set<std::int64_t>& in_flight) {
 
 int relay_db::latest_schema_version() { return static_cast<int>(std::size(migrations)); }
 
-relay_db::relay_db(const std::filesystem::path& file) : file_(file) {
-    if (sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK) {
-        std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close(db_);
+namespace {
+
+// Creates the migrations table and applies the missing migrations, in one BEGIN IMMEDIATE
+// transaction (two processes opening at once never both migrate).
+void migrate(sqlite3* db) {
+    detail::transaction tx(db);
+    exec(db, "CREATE TABLE IF NOT EXISTS relay_schema_migrations(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+    int current = 0;
+    {
+        stmt s(db, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
+        if (s.step()) current = static_cast<int>(s.i64(0));
+    }
+    if (current > relay_db::latest_schema_version()) {
+        throw std::runtime_error("relay schema version " + std::to_string(current) +
+                                 " is newer than this build knows (" + std::to_string(relay_db::latest_schema_version()) + ")");
+    }
+    for (int v = current; v < relay_db::latest_schema_version(); ++v) {
+        exec(db, migrations[v]);
+        stmt s(db, "INSERT INTO relay_schema_migrations(version, applied_at) VALUES(?, ?)");
+        s.bind(1, v + 1).bind(2, events::iso8601_utc_now()).run();
+    }
+    tx.commit();
+}
+
+sqlite3* open_connection(const std::filesystem::path& file, int flags) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(file.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+        std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+        sqlite3_close(db);
         throw std::runtime_error("relay db " + file.string() + ": " + message);
     }
+    return db;
+}
+
+}  // namespace
+
+relay_db::relay_db(const std::filesystem::path& file, mode open_mode) : file_(file), mode_(open_mode) {
+    db_ = open_connection(file, open_mode == mode::read_only ? SQLITE_OPEN_READONLY
+                                                               : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     try {
         // Generous: the caps' transactions are tiny, but a flood from many sessions and
         // several sensors queues on the write lock; waiting is correct, failing is not.
         sqlite3_busy_timeout(db_, 60'000);
+        if (open_mode == mode::read_only) {
+            open_read_only();
+            return;
+        }
         exec(db_, "PRAGMA journal_mode=WAL");
         exec(db_, "PRAGMA synchronous=FULL");
-        detail::transaction tx(db_);
-        exec(db_, "CREATE TABLE IF NOT EXISTS relay_schema_migrations(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
-        int current = 0;
-        {
-            stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
-            if (s.step()) current = static_cast<int>(s.i64(0));
-        }
-        if (current > latest_schema_version()) {
-            throw std::runtime_error("relay schema version " + std::to_string(current) +
-                                     " is newer than this build knows (" + std::to_string(latest_schema_version()) + ")");
-        }
-        for (int v = current; v < latest_schema_version(); ++v) {
-            exec(db_, migrations[v]);
-            stmt s(db_, "INSERT INTO relay_schema_migrations(version, applied_at) VALUES(?, ?)");
-            s.bind(1, v + 1).bind(2, events::iso8601_utc_now()).run();
-        }
-        tx.commit();
+        migrate(db_);
     } catch (const std::exception& e) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -185,9 +205,46 @@ relay_db::relay_db(const std::filesystem::path& file) : file_(file) {
     }
 }
 
+// Reads only: the relay schema must be this build's; without relay tables, an empty schema in
+// memory answers the reads (what a database migrated now would hold), and the file is left as is.
+void relay_db::open_read_only() {
+    exec(db_, "PRAGMA query_only=1");
+    bool has_tables = false;
+    {
+        stmt s(db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'relay_schema_migrations'");
+        has_tables = s.step();
+    }
+    if (!has_tables) {
+        has_relay_tables_ = false;
+        sqlite3_close(db_);
+        db_ = nullptr;
+        db_ = open_connection(":memory:", SQLITE_OPEN_READWRITE);
+        migrate(db_);
+        exec(db_, "PRAGMA query_only=1");
+        return;
+    }
+    int version = 0;
+    {
+        stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
+        if (s.step()) version = static_cast<int>(s.i64(0));
+    }
+    const int expected = latest_schema_version();
+    if (version > expected)
+        throw std::runtime_error("relay schema version " + std::to_string(version) + " is newer than this relaybait (" +
+                                 std::to_string(expected) + "): use the relaybait that serves from this directory");
+    if (version != expected)
+        throw std::runtime_error("relay schema version " + std::to_string(version) + ", this relaybait expects " +
+                                 std::to_string(expected) + "; start the server to migrate");
+}
+
+void relay_db::require_writable() const {
+    if (mode_ == mode::read_only) throw std::runtime_error("relay db " + file_.string() + ": opened read-only");
+}
+
 relay_db::~relay_db() { sqlite3_close(db_); }
 
 int relay_db::schema_version() {
+    if (!has_relay_tables_) return 0;
     std::lock_guard lock(mutex_);
     stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
     return s.step() ? static_cast<int>(s.i64(0)) : 0;
@@ -215,6 +272,7 @@ std::optional<std::string> relay_db::state(const held_lock&, const std::string& 
 }
 
 void relay_db::set_state(const std::string& key, const std::string& value) {
+    require_writable();
     std::lock_guard lock(mutex_);
     stmt s(db_, "INSERT INTO relay_state(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     s.bind(1, key).bind(2, value).run();
@@ -233,6 +291,7 @@ std::uint64_t relay_db::counter(const held_lock&, const std::string& day, const 
 
 std::vector<queue_row> relay_db::claim_due(sys_time now, std::chrono::seconds lease, unsigned max_attempts,
                                            std::size_t limit, const std::set<std::int64_t>& in_flight) {
+    require_writable();
     std::lock_guard lock(mutex_);
     const std::int64_t t = unix_seconds(now);
     std::vector<queue_row> rows;
@@ -283,6 +342,7 @@ std::vector<queue_row> relay_db::claim_due(sys_time now, std::chrono::seconds le
 
 void relay_db::finish(std::int64_t queue_id, const std::string& state, unsigned attempts, std::int64_t next_attempt_at,
                       const std::string& last_result, const std::string& relayed_path, sys_time now) {
+    require_writable();
     std::lock_guard lock(mutex_);
     stmt s(db_,
            "UPDATE relay_queue SET state = ?, attempts = ?, next_attempt_at = ?, lease_until = 0, last_result = ?, "
@@ -339,6 +399,7 @@ std::optional<std::int64_t> relay_db::next_due_time(const std::set<std::int64_t>
 }
 
 std::int64_t relay_db::insert_attempt(const attempt_row& a) {
+    require_writable();
     std::lock_guard lock(mutex_);
     stmt s(db_,
            "INSERT INTO relay_attempts(queue_id, message_id, recipient, delivered_to, mx_host, ip, port, tls_version, "

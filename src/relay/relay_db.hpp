@@ -94,16 +94,29 @@ struct decision_row {
 
 class relay_db {
 public:
-    // Opens (creating when needed) the database file and applies the relay migrations.
+    // read_write: opens (creating when needed) the database file and applies the relay
+    // migrations (what `serve`, the safety check and the state-changing commands use).
+    // read_only: what the inspection commands use (`relay status`, `relays list`, `stats`), so
+    // they neither upgrade the schema under an older running server nor fail on a read-only
+    // (forensic) copy: SQLITE_OPEN_READONLY (the file is never created), no PRAGMA that writes,
+    // no migration, no transaction that takes the write lock, PRAGMA query_only; the write
+    // methods below throw. A relay schema other than this build's is refused ("relay schema
+    // version N, this relaybait expects M; start the server to migrate"; a newer one: "is newer
+    // than this relaybait"). A database without any relay table (the relay migrations never ran
+    // on it) reads as empty, as a freshly migrated one would: no rows, not paused, nothing
+    // published (an empty in-memory schema stands in for it; has_relay_tables() is false).
     // Throws std::runtime_error naming the file and SQLite's message.
-    explicit relay_db(const std::filesystem::path& file);
+    enum class mode { read_write, read_only };
+    explicit relay_db(const std::filesystem::path& file, mode open_mode = mode::read_write);
     ~relay_db();
     relay_db(const relay_db&) = delete;
     relay_db& operator=(const relay_db&) = delete;
 
     static int latest_schema_version();
-    int schema_version();
+    int schema_version();  // 0 for a read_only database without relay tables
     const std::filesystem::path& file() const { return file_; }
+    bool read_only() const { return mode_ == mode::read_only; }
+    bool has_relay_tables() const { return has_relay_tables_; }
 
     // Proof that the caller holds mutex() (safety::check_and_reserve, inside its transaction):
     // the overloads taking it do not lock again (std::mutex is not re-entrant).
@@ -158,8 +171,12 @@ public:
 private:
     // Only paused(held) reads relay_state under a lock already held; nothing outside does.
     std::optional<std::string> state(const held_lock& held, const std::string& key);
+    void open_read_only();
+    void require_writable() const;  // throws on a read_only connection
 
     std::filesystem::path file_;
+    mode mode_ = mode::read_write;
+    bool has_relay_tables_ = true;
     sqlite3* db_ = nullptr;
     std::mutex mutex_;
 };

@@ -30,8 +30,10 @@
 #include "relay/db_change_probe.hpp"
 #include "relay/destination_policy.hpp"
 #include "relay/message.hpp"
+#include "store/database.hpp"
 #include "store/ingest.hpp"
 #include "store/maildir.hpp"
+#include "store/message_admin.hpp"
 
 namespace relaybait::relay {
 
@@ -128,6 +130,61 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     fs::path resolve(const std::string& file) const {
         fs::path p(file);
         return p.is_absolute() ? p : options.data_dir / p;
+    }
+
+    // The message a row sends (trace block excluded), read at most max_size + 64 KiB of its
+    // file: the caller still refuses one over max_size. From the file recorded at booking or,
+    // when that cannot be read (the message was moved since: `rules apply` to a folder, an
+    // IMAP client through Dovecot from new/ to cur/ with ":2,S"), from the file the store finds
+    // for it now (store::locate_message_file: new/ or cur/ with flags, the row's current
+    // folder; a path of another shape is refused). The row's message_id is the store's message
+    // id (relay_request.message_id: the session, the start-up resubmission and `relay ID` all
+    // give it); one that is not a number is taken as a queue id. A message found that way is
+    // sent only when its sha256 is the row's: the identical-message cap is keyed on it, so
+    // something else (the file replaced, a row without a digest) is failed, never sent.
+    // nullopt with `why` set when there is nothing to send.
+    std::optional<std::string> message_of(const queue_row& row, std::string& why) {
+        const std::uint64_t read_cap = options.limits.max_size + (64u << 10);
+        if (auto bytes = read_file(resolve(row.file), read_cap)) return std::string(strip_trace_block(*bytes));
+        why = "message file missing: " + row.file;
+        std::optional<fs::path> found;
+        try {
+            std::optional<store::message_record> record;
+            {
+                const store::database store_db(options.data_dir / "relaybait.db", store::database::mode::read_only);
+                const bool numeric = !row.message_id.empty() && row.message_id.size() <= 18 &&
+                                     row.message_id.find_first_not_of("0123456789") == std::string::npos;
+                record = numeric ? store_db.find_message(std::stoll(row.message_id))
+                                 : store_db.find_message_by_queue_id(row.message_id);
+            }
+            if (!record) {
+                why += "; no stored message " + row.message_id;
+                return std::nullopt;
+            }
+            found = store::locate_message_file(options.data_dir, *record);
+        } catch (const std::exception& e) {
+            why += "; looking it up in the store failed: " + std::string(e.what());
+            return std::nullopt;
+        }
+        if (!found) {
+            why += "; the store has no file for message " + row.message_id + " (dropped, deleted or expunged)";
+            return std::nullopt;
+        }
+        auto bytes = read_file(*found, read_cap);
+        if (!bytes) {
+            why += "; cannot read " + found->string();
+            return std::nullopt;
+        }
+        std::string message(strip_trace_block(*bytes));
+        if (message.size() > options.limits.max_size) return message;  // the caller refuses it
+        if (row.sha256.empty() || sha256_hex(message) != row.sha256) {
+            why += "; " + found->string() + " is not the message booked (sha256 " +
+                   (row.sha256.empty() ? std::string("not recorded") : "differs") + "): not sent";
+            return std::nullopt;
+        }
+        spdlog::info("relay: queue row {}: message {} moved since it was queued; sending {}", row.id, row.message_id,
+                     found->string());
+        return message;
     }
 
     // ---- submit -----------------------------------------------------------------------
@@ -274,12 +331,13 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         const auto deadline = std::chrono::steady_clock::now() + options.delivery_deadline;
         const std::string deadline_passed =
             "delivery deadline (" + std::to_string(options.delivery_deadline.count()) + " s) passed";
-        auto bytes = read_file(resolve(row.file), options.limits.max_size + (64u << 10));
+        std::string missing;
+        auto bytes = message_of(row, missing);
         if (!bytes) {
-            finish(row, "failed", attempts, "message file missing: " + row.file, {}, nullptr);
+            finish(row, "failed", attempts, missing, {}, nullptr);
             co_return;
         }
-        auto message = std::make_shared<const std::string>(strip_trace_block(*bytes));
+        auto message = std::make_shared<const std::string>(std::move(*bytes));
         if (message->size() > options.limits.max_size) {  // the file changed? never send more than the cap
             finish(row, "failed", attempts, "message larger than max_size", {}, nullptr);
             co_return;

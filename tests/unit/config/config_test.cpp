@@ -56,7 +56,8 @@ TEST(config_defaults, load_without_file_gives_the_defaults) {
     const settings loaded = load({});
     EXPECT_EQ(loaded.hostname, "mail.example.com");
     EXPECT_EQ(loaded.sensor, "mail.example.com");  // resolved from the hostname
-    EXPECT_EQ(loaded.data_dir, "relaybait-data");
+    EXPECT_EQ(loaded.data_dir, std::filesystem::absolute("relaybait-data"));  // resolved once, at load
+    EXPECT_TRUE(loaded.data_dir.is_absolute());
     ASSERT_EQ(loaded.listeners.size(), 3u);
     EXPECT_EQ(loaded.listeners[0].name, "smtp");
     EXPECT_EQ(loaded.listeners[0].port, 25);

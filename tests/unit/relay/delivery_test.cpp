@@ -7,13 +7,17 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <future>
+#include <set>
 
 #include "events/event_log.hpp"
 #include "relay/message.hpp"
 #include "relay/relay_service.hpp"
 #include "relay/resolver.hpp"
 #include "relay/smtp_client.hpp"
+#include "store/database.hpp"
 #include "store/ingest.hpp"
+#include "store/message_admin.hpp"
 #include "test_support.hpp"
 
 using namespace relaybait::relay;
@@ -620,4 +624,96 @@ TEST(RelayService, AnMxOnLoopbackIsNotConnectedToUnlessAllowed) {
             EXPECT_EQ(service.db().list_attempts().at(0).delivered_to, "victim@example.test");
         }
     }
+}
+
+// A queued relay whose message moved before delivery (Dovecot from new/ to cur/ with ":2,S",
+// `rules apply` to a folder) is found again through the store and delivered once, with the
+// message's bytes; a file found there with other content than the booked sha256 is not sent.
+namespace {
+
+const std::string trace_block = "Received: from h (unknown [1.2.3.4])\r\n\tby me; date\r\nX-Relaybait-Session: s\r\n";
+
+// Stores `body` through the store (a real row and Maildir file) and books its relay (as the
+// session or `relay ID` does), before any service runs.
+relaybait::store::commit_result store_and_book(service_env& env, const relay_service_options& o, const std::string& body) {
+    auto pending = env.ingest->begin_message("", trace_block);
+    env.ingest->append(pending, body);
+    relaybait::store::message_record record;
+    record.session_id = "ssssssssssssssss";
+    record.received_at = "2026-11-20T10:00:00.000000Z";
+    record.peer_ip = "198.51.100.7";
+    record.peer_port = 40000;
+    record.listener = "smtp";
+    record.mail_from = "spammer@spam.example";
+    record.recipients = {"victim@example.test"};
+    std::promise<relaybait::store::commit_result> done;
+    auto future = done.get_future();
+    env.ingest->commit(pending, record, [&done](relaybait::store::commit_result r) { done.set_value(std::move(r)); });
+    auto committed = future.get();
+    EXPECT_TRUE(committed.ok) << committed.error;
+    relay_request request;
+    request.message_id = std::to_string(committed.message_id);
+    request.file = (env.data.path / committed.maildir_path).string();
+    request.sha256 = committed.sha256;
+    request.size = committed.size;
+    request.mail_from = record.mail_from;
+    request.recipients = record.recipients;
+    request.client_ip = record.peer_ip;
+    safety booking(env.data.path / "relaybait.db", o.limits);
+    EXPECT_TRUE(booking.check_and_reserve(request).allowed);
+    return committed;
+}
+
+}  // namespace
+
+TEST(RelayService, AMessageMovedAfterBookingIsFoundThroughTheStoreAndDeliveredOnce) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    const auto o = env.options(mta);
+    const std::string seen_body = "Subject: seen over IMAP\r\n\r\nmoved to cur/ with flags\r\n";
+    const std::string filed_body = "Subject: filed by rules apply\r\n\r\nmoved to a folder\r\n";
+    const auto seen = store_and_book(env, o, seen_body);
+    const auto filed = store_and_book(env, o, filed_body);
+    // Dovecot: new/NAME -> cur/NAME:2,S (the store's row still says new/NAME).
+    const fs::path recorded = env.data.path / seen.maildir_path;
+    ASSERT_EQ(recorded.parent_path().filename(), "new");
+    fs::rename(recorded, recorded.parent_path().parent_path() / "cur" / (recorded.filename().string() + ":2,S"));
+    // `rules apply` with a folder action: the file and the row move to .Probes.
+    {
+        relaybait::store::database store_db(env.data.path / "relaybait.db", relaybait::store::database::mode::read_write);
+        relaybait::store::move_message(store_db, env.data.path, filed.message_id, "Probes");
+    }
+    ASSERT_FALSE(fs::exists(env.data.path / filed.maildir_path));
+
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "delivered", 2); }, std::chrono::seconds(20)))
+        << service.db().list_queue().at(0).last_result << " / " << service.db().list_queue().at(1).last_result;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // retry_base is 1 s: a second copy would have come
+    ASSERT_EQ(mta.received(), 2u);
+    std::set<std::string> sent{relay_test::read_all(mta.out() / "1.eml"), relay_test::read_all(mta.out() / "2.eml")};
+    EXPECT_EQ(sent, (std::set<std::string>{seen_body, filed_body}));  // the messages, trace block excluded
+    EXPECT_EQ(service.db().list_attempts().size(), 2u);
+}
+
+TEST(RelayService, AMovedMessageWhoseFileNowHoldsOtherBytesIsNotSent) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    const auto o = env.options(mta);
+    const auto booked = store_and_book(env, o, "Subject: probe\r\n\r\nthe message booked\r\n");
+    // Gone from new/; in cur/, under its name, other bytes (same size: only the digest tells).
+    const fs::path recorded = env.data.path / booked.maildir_path;
+    fs::remove(recorded);
+    relay_test::write_all(recorded.parent_path().parent_path() / "cur" / (recorded.filename().string() + ":2,S"),
+                          trace_block + "Subject: probe\r\n\r\nsomething else!!!!\r\n");
+
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)));
+    const auto row = service.db().list_queue().at(0);
+    EXPECT_NE(row.last_result.find("message file missing"), std::string::npos) << row.last_result;
+    EXPECT_NE(row.last_result.find("is not the message booked (sha256 differs)"), std::string::npos) << row.last_result;
+    EXPECT_TRUE(service.db().list_attempts().empty());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_EQ(mta.received(), 0u);
 }
