@@ -14,6 +14,7 @@
 #include "cli/table.hpp"
 #include "common/text.hpp"
 #include "relay/relay_db.hpp"
+#include "relay/published_limits.hpp"
 #include "relay/safety.hpp"
 #include "store/message_admin.hpp"
 
@@ -119,6 +120,13 @@ int relay_message_command(const relay_options& options, console io) {
     request.size = message.size;
     request.manual = true;
     relay::safety safety(settings.data_dir / "relaybait.db", net::relay_limits_from(settings.relay));
+    // No server has published its caps here yet (it never ran this version): only this
+    // command's own configuration bounds the request, which without --config is the defaults.
+    if (!relay::read_published_limits(safety.db()))
+        io.err << "relaybait: warning: no server has published its relay caps in this database; the caps of "
+               << (settings.config_file.empty() ? std::string("the built-in defaults (no --config)")
+                                                : "the configuration " + escape_for_terminal(settings.config_file.string()))
+               << " apply\n";
     const relay::decision decision = safety.check_and_reserve(request);
     if (!decision.allowed) {
         io.err << "relaybait: refused by the " << decision.cap << " cap\n";

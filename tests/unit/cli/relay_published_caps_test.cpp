@@ -112,6 +112,20 @@ TEST_F(relay_published_caps, the_servers_kill_switch_refuses_a_manual_relay) {
         << text.out;
 }
 
+// Before any server has published its caps, a manual relay says whose caps bound it; once one
+// has, it does not.
+TEST_F(relay_published_caps, a_manual_relay_warns_when_no_server_has_published_its_caps) {
+    const auto before = cli({"relay", std::to_string(one_a), "--yes"});
+    EXPECT_EQ(before.code, 0) << before.err;
+    EXPECT_NE(before.err.find("warning: no server has published its relay caps in this database; the caps of the "
+                              "built-in defaults (no --config) apply"),
+              std::string::npos)
+        << before.err;
+    publish_server_caps(true);
+    const auto after = cli({"relay", std::to_string(other), "--yes"});
+    EXPECT_EQ(after.err.find("warning"), std::string::npos) << after.err;
+}
+
 TEST_F(relay_published_caps, the_servers_caps_and_test_mode_apply_to_a_manual_relay) {
     publish_server_caps(true);
 
