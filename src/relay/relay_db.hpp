@@ -97,8 +97,9 @@ public:
     // read_write: opens (creating when needed) the database file and applies the relay
     // migrations (what `serve`, the safety check and the state-changing commands use).
     // read_only: what the inspection commands use (`relay status`, `relays list`, `stats`), so
-    // they neither upgrade the schema under an older running server nor fail on a read-only
-    // (forensic) copy: SQLITE_OPEN_READONLY (the file is never created), no PRAGMA that writes,
+    // they never upgrade the schema under an older running server nor write to the file
+    // (a copy kept for forensics stays as it is; being in WAL mode, SQLite still needs its -shm
+    // file, or a directory it may create it in): SQLITE_OPEN_READONLY (never created), no PRAGMA that writes,
     // no migration, no transaction that takes the write lock, PRAGMA query_only; the write
     // methods below throw. A relay schema other than this build's is refused ("relay schema
     // version N, this relaybait expects M; start the server to migrate"; a newer one: "is newer

@@ -142,8 +142,10 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     // give it); one that is not a number is taken as a queue id. A message found that way is
     // sent only when its sha256 is the row's: the identical-message cap is keyed on it, so
     // something else (the file replaced, a row without a digest) is failed, never sent.
-    // nullopt with `why` set when there is nothing to send.
-    std::optional<std::string> message_of(const queue_row& row, std::string& why) {
+    // nullopt with `why` set when there is nothing to send; `temporary` when another try may
+    // find it (the store busy or unreadable, a move between its rename and its row update).
+    std::optional<std::string> message_of(const queue_row& row, std::string& why, bool& temporary) {
+        temporary = false;
         const std::uint64_t read_cap = options.limits.max_size + (64u << 10);
         if (auto bytes = read_file(resolve(row.file), read_cap)) return std::string(strip_trace_block(*bytes));
         why = "message file missing: " + row.file;
@@ -164,15 +166,18 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
             found = store::locate_message_file(options.data_dir, *record);
         } catch (const std::exception& e) {
             why += "; looking it up in the store failed: " + std::string(e.what());
+            temporary = true;
             return std::nullopt;
         }
         if (!found) {
             why += "; the store has no file for message " + row.message_id + " (dropped, deleted or expunged)";
+            temporary = true;  // or moved this instant: its row still names the old folder
             return std::nullopt;
         }
         auto bytes = read_file(*found, read_cap);
         if (!bytes) {
             why += "; cannot read " + found->string();
+            temporary = true;
             return std::nullopt;
         }
         std::string message(strip_trace_block(*bytes));
@@ -332,9 +337,13 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         const std::string deadline_passed =
             "delivery deadline (" + std::to_string(options.delivery_deadline.count()) + " s) passed";
         std::string missing;
-        auto bytes = message_of(row, missing);
+        bool may_come_back = false;
+        auto bytes = message_of(row, missing, may_come_back);
         if (!bytes) {
-            finish(row, "failed", attempts, missing, {}, nullptr);
+            if (may_come_back)
+                finish_temporary(row, attempts, missing);
+            else
+                finish(row, "failed", attempts, missing, {}, nullptr);
             co_return;
         }
         auto message = std::make_shared<const std::string>(std::move(*bytes));

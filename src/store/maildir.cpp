@@ -86,7 +86,24 @@ fs::path move_to_recovered(const fs::path& data_dir, const fs::path& file, const
     std::error_code ec;
     for (int i = 1; fs::symlink_status(target, ec).type() != fs::file_type::not_found; ++i)
         target = recovered / (label + "." + std::to_string(i));
-    fs::rename(file, target);
+    std::error_code moved;
+    fs::rename(file, target, moved);
+    if (moved == std::errc::cross_device_link) {
+        // DATA/maildir is a link to another disk: copy, make the copy durable, then remove.
+        fs::copy_file(file, target);
+        const int fd = ::open(target.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) throw_errno("open " + target.string());
+        const int rc = ::fsync(fd);
+        const int saved = errno;
+        ::close(fd);
+        if (rc != 0) {
+            errno = saved;
+            throw_errno("fsync " + target.string());
+        }
+        fs::remove(file);
+    } else if (moved) {
+        throw fs::filesystem_error("cannot move to " + recovered.string(), file, target, moved);
+    }
     return target;
 }
 
@@ -132,9 +149,17 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
         if (valid_folder_name(name) && name != "") folders.push_back(name);
     }
     bool moved_any = false;
+    // A leftover that cannot be moved stays where it is (logged, tried again at the next
+    // start): it must not keep the server from starting.
     const auto move_out = [&](const fs::path& file, const std::string& label) {
-        move_to_recovered(data_dir, file, label);
+        try {
+            move_to_recovered(data_dir, file, label);
+        } catch (const std::exception& e) {
+            spdlog::warn("maildir recovery: {} left in place: {}", file.string(), e.what());
+            return false;
+        }
         moved_any = true;
+        return true;
     };
     const auto rel_new = [](const std::string& folder, const std::string& name) {
         return "maildir/" + (folder.empty() ? std::string() : folder + "/") + "new/" + name;
@@ -156,8 +181,7 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
         const fs::path dir = folder.empty() ? root : root / folder;
         const std::string label = folder.empty() ? "INBOX" : folder.substr(1);
         for (const auto& path : entries_of_type(dir / "tmp", fs::file_type::regular)) {
-            move_out(path, label + "_tmp_" + path.filename().string());
-            ++report.tmp_files;
+            if (move_out(path, label + "_tmp_" + path.filename().string())) ++report.tmp_files;
         }
         {
             bool changed = false;
@@ -169,7 +193,7 @@ recovery_report recover_maildir(const fs::path& data_dir, database& db) {
                     ++report.moves_completed;
                     continue;
                 }
-                move_out(path, label + "_new_" + name);
+                if (!move_out(path, label + "_new_" + name)) continue;
                 ++report.orphans;
                 changed = true;
             }

@@ -83,7 +83,9 @@ struct recovery_report {
 recovery_report recover_maildir(const std::filesystem::path& data_dir, database& db);
 
 // Moves `file` into DATA/maildir-recovered/ as `label` (".1", ".2"... appended while the name is
-// taken). Throws std::filesystem::filesystem_error; the caller fsyncs the directories.
+// taken). When DATA/maildir is on another file system (a link), the file is copied, the copy
+// fsync'd, then the original removed. Throws std::filesystem::filesystem_error or
+// std::runtime_error; the caller fsyncs the directories.
 std::filesystem::path move_to_recovered(const std::filesystem::path& data_dir, const std::filesystem::path& file,
                                         const std::string& label);
 

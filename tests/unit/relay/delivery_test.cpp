@@ -717,3 +717,24 @@ TEST(RelayService, AMovedMessageWhoseFileNowHoldsOtherBytesIsNotSent) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     EXPECT_EQ(mta.received(), 0u);
 }
+
+// A booked message the store has no file for (deleted, or caught between a move's rename and
+// its row update) is tried again with the usual backoff, then failed; nothing is ever sent.
+TEST(RelayService, AMessageTheStoreCannotFindIsRetriedThenFailedAndNeverSent) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.max_attempts = 2;
+    const auto booked = store_and_book(env, o, "Subject: probe\r\n\r\nthe message booked\r\n");
+    fs::remove(env.data.path / booked.maildir_path);
+
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)))
+        << service.db().list_queue().at(0).last_result;
+    const auto row = service.db().list_queue().at(0);
+    EXPECT_EQ(row.attempts, 2u);
+    EXPECT_NE(row.last_result.find("attempts exhausted (2 of max 2)"), std::string::npos) << row.last_result;
+    EXPECT_NE(row.last_result.find("the store has no file"), std::string::npos) << row.last_result;
+    EXPECT_EQ(mta.received(), 0u);
+}

@@ -312,6 +312,35 @@ TEST(Ingest, RecoveryFollowsAMaildirThatIsASymbolicLink) {
     EXPECT_TRUE(fs::exists(dir.path / row->maildir_path));
 }
 
+// DATA/maildir on another file system: the leftovers of a crash cannot be renamed into
+// DATA/maildir-recovered (EXDEV); they are copied there, and the server starts.
+TEST(Ingest, RecoveryMovesLeftoversOffAMaildirOnAnotherFilesystem) {
+    temp_dir dir;
+    const fs::path shm = "/dev/shm";
+    struct stat data_fs {}, shm_fs {};
+    if (::stat(dir.path.c_str(), &data_fs) != 0 || ::stat(shm.c_str(), &shm_fs) != 0 || data_fs.st_dev == shm_fs.st_dev)
+        GTEST_SKIP() << "no second filesystem at /dev/shm";
+    temp_dir elsewhere(shm);
+    ASSERT_FALSE(elsewhere.path.empty());
+    fs::create_directory_symlink(elsewhere.path, dir.path / "maildir");
+    { ingest in({.data_dir = dir.path}); }
+    std::ofstream(dir.path / "maildir/tmp/1.M1P1Q1.host") << "half";
+    std::ofstream(dir.path / "maildir/new/2.M2P2Q2.host,S=4") << "full";
+    fs::remove(dir.path / "relaybait.clean-stop");
+    {
+        std::optional<ingest> in;
+        ASSERT_NO_THROW(in.emplace(ingest_options{.data_dir = dir.path}));
+        EXPECT_EQ(in->stats().recovered_tmp, 1u);
+        EXPECT_EQ(in->stats().recovered_orphans, 1u);
+    }
+    EXPECT_EQ(count_files(dir.path / "maildir/tmp"), 0u);
+    EXPECT_EQ(count_files(dir.path / "maildir/new"), 0u);
+    std::ifstream copied(dir.path / "maildir-recovered/INBOX_new_2.M2P2Q2.host,S=4");
+    std::string bytes((std::istreambuf_iterator<char>(copied)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(bytes, "full");
+    EXPECT_TRUE(fs::exists(dir.path / "maildir-recovered/INBOX_tmp_1.M1P1Q1.host"));
+}
+
 TEST(Ingest, OneProcessPerDataDirectory) {
     temp_dir dir;
     ingest a({.data_dir = dir.path});
