@@ -49,17 +49,23 @@ std::string maildir_unique_name(std::int64_t seconds, std::int64_t microseconds,
     return name;
 }
 
-void fsync_directory(const fs::path& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) throw_errno("open " + dir.string());
+namespace {
+
+void fsync_path(const fs::path& path, int open_flags) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | open_flags);
+    if (fd < 0) throw_errno("open " + path.string());
     const int rc = ::fsync(fd);
     const int saved = errno;
     ::close(fd);
     if (rc != 0) {
         errno = saved;
-        throw_errno("fsync " + dir.string());
+        throw_errno("fsync " + path.string());
     }
 }
+
+}  // namespace
+
+void fsync_directory(const fs::path& dir) { fsync_path(dir, O_DIRECTORY); }
 
 void create_maildir_folder(const fs::path& root, std::string_view folder) {
     if (!valid_folder_name(folder)) throw std::system_error(EINVAL, std::generic_category(), "invalid Maildir++ folder");
@@ -91,15 +97,7 @@ fs::path move_to_recovered(const fs::path& data_dir, const fs::path& file, const
     if (moved == std::errc::cross_device_link) {
         // DATA/maildir is a link to another disk: copy, make the copy durable, then remove.
         fs::copy_file(file, target);
-        const int fd = ::open(target.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) throw_errno("open " + target.string());
-        const int rc = ::fsync(fd);
-        const int saved = errno;
-        ::close(fd);
-        if (rc != 0) {
-            errno = saved;
-            throw_errno("fsync " + target.string());
-        }
+        fsync_path(target, 0);
         fs::remove(file);
     } else if (moved) {
         throw fs::filesystem_error("cannot move to " + recovered.string(), file, target, moved);
