@@ -163,7 +163,12 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                 why += "; no stored message " + row.message_id;
                 return std::nullopt;
             }
-            found = store::locate_message_file(options.data_dir, *record);
+            std::error_code lookup_error;
+            found = store::locate_message_file(options.data_dir, *record, lookup_error);
+            if (!found && lookup_error == std::errc::invalid_argument) {
+                why += "; the store's path for message " + row.message_id + " is not one it writes: not sent";
+                return std::nullopt;  // refused, not missing: no retry
+            }
         } catch (const std::exception& e) {
             why += "; looking it up in the store failed: " + std::string(e.what());
             temporary = true;

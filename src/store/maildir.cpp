@@ -85,23 +85,65 @@ void create_maildir_folder(const fs::path& root, std::string_view folder) {
     if (root_changed) fsync_directory(root);
 }
 
+namespace {
+
+// A name in `recovered` not taken yet: `label`, then label.1, label.2... The label is cut to
+// 200 bytes (a folder name and a file name can pass NAME_MAX together). Throws when the
+// directory cannot be examined, or after 10,000 tries, rather than loop.
+fs::path free_name(const fs::path& recovered, std::string label) {
+    if (label.size() > 200) label.resize(200);
+    for (int i = 0; i <= 10'000; ++i) {
+        const fs::path target = recovered / (i == 0 ? label : label + "." + std::to_string(i));
+        std::error_code ec;
+        const auto type = fs::symlink_status(target, ec).type();
+        if (type == fs::file_type::not_found) return target;
+        if (ec) throw fs::filesystem_error("cannot examine", target, ec);
+    }
+    throw fs::filesystem_error("no free name", recovered / label, std::make_error_code(std::errc::file_exists));
+}
+
+// DATA/maildir is a link to another disk, where rename cannot go: the file (or the link, as
+// rename would move it) is copied under a temporary name, made durable, renamed into place
+// and its directory synced; only then is the original removed. A failure at any step leaves
+// the original and no copy.
+void copy_across_filesystems(const fs::path& file, const fs::path& target) {
+    const fs::path recovered = target.parent_path();
+    const fs::path partial = recovered / (".partial." + target.filename().string());
+    std::error_code ignored;
+    try {
+        fs::remove(partial, ignored);  // an earlier start's, cut by a crash
+        if (fs::is_symlink(file)) {
+            fs::copy_symlink(file, partial);
+        } else {
+            fs::copy_file(file, partial);
+            fsync_path(partial, 0);
+        }
+        fs::rename(partial, target);
+        fsync_directory(recovered);
+    } catch (...) {
+        fs::remove(partial, ignored);
+        throw;
+    }
+    std::error_code removed;
+    fs::remove(file, removed);
+    if (removed) {
+        fs::remove(target, ignored);  // "left in place" must be true: no second copy
+        throw fs::filesystem_error("cannot remove after copying", file, removed);
+    }
+}
+
+}  // namespace
+
 fs::path move_to_recovered(const fs::path& data_dir, const fs::path& file, const std::string& label) {
     const fs::path recovered = data_dir / "maildir-recovered";
     fs::create_directories(recovered);
-    fs::path target = recovered / label;
-    std::error_code ec;
-    for (int i = 1; fs::symlink_status(target, ec).type() != fs::file_type::not_found; ++i)
-        target = recovered / (label + "." + std::to_string(i));
+    const fs::path target = free_name(recovered, label);
     std::error_code moved;
     fs::rename(file, target, moved);
-    if (moved == std::errc::cross_device_link) {
-        // DATA/maildir is a link to another disk: copy, make the copy durable, then remove.
-        fs::copy_file(file, target);
-        fsync_path(target, 0);
-        fs::remove(file);
-    } else if (moved) {
+    if (moved == std::errc::cross_device_link)
+        copy_across_filesystems(file, target);
+    else if (moved)
         throw fs::filesystem_error("cannot move to " + recovered.string(), file, target, moved);
-    }
     return target;
 }
 

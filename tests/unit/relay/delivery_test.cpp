@@ -738,3 +738,25 @@ TEST(RelayService, AMessageTheStoreCannotFindIsRetriedThenFailedAndNeverSent) {
     EXPECT_NE(row.last_result.find("the store has no file"), std::string::npos) << row.last_result;
     EXPECT_EQ(mta.received(), 0u);
 }
+
+// A store row whose path is not one the store writes (a tampered database) is refused, not
+// retried: no file outside the Maildir is read, nothing is sent.
+TEST(RelayService, AMessageWhoseStoredPathIsRefusedIsFailedAtOnce) {
+    relay_test::fake_mta mta(false);
+    service_env env;
+    auto o = env.options(mta);
+    o.max_attempts = 3;
+    const auto booked = store_and_book(env, o, "Subject: probe\r\n\r\nthe message booked\r\n");
+    fs::remove(env.data.path / booked.maildir_path);
+    {
+        relaybait::store::database store_db(env.data.path / "relaybait.db", relaybait::store::database::mode::read_write);
+        ASSERT_TRUE(store_db.update_message_location(booked.message_id, "", "../../etc/passwd"));
+    }
+    relay_service service(o, env.ingest.get(), env.events.get());
+    service.start();
+    ASSERT_TRUE(relay_test::wait_for([&] { return row_state(service.db(), "failed", 1); }, std::chrono::seconds(20)));
+    const auto row = service.db().list_queue().at(0);
+    EXPECT_EQ(row.attempts, 1u);
+    EXPECT_NE(row.last_result.find("is not one it writes"), std::string::npos) << row.last_result;
+    EXPECT_EQ(mta.received(), 0u);
+}

@@ -341,6 +341,26 @@ TEST(Ingest, RecoveryMovesLeftoversOffAMaildirOnAnotherFilesystem) {
     EXPECT_TRUE(fs::exists(dir.path / "maildir-recovered/INBOX_tmp_1.M1P1Q1.host"));
 }
 
+// A folder name and a file name together can pass NAME_MAX: the recovered name is cut, the
+// start neither hangs nor fails.
+TEST(Ingest, RecoveryCutsALabelLongerThanAFileName) {
+    temp_dir dir;
+    { ingest in({.data_dir = dir.path}); }
+    const std::string folder = "." + std::string(150, 'f');
+    create_maildir_folder(dir.path / "maildir", folder);
+    const std::string name = std::string(150, 'n') + ".M1P1Q1.host";
+    std::ofstream(dir.path / "maildir" / folder / "tmp" / name) << "half";
+    std::ofstream(dir.path / "maildir" / folder / "tmp" / (name + "2")) << "half";
+    {
+        std::optional<ingest> in;
+        ASSERT_NO_THROW(in.emplace(ingest_options{.data_dir = dir.path}));
+        EXPECT_EQ(in->stats().recovered_tmp, 2u);
+    }
+    EXPECT_EQ(count_files(dir.path / "maildir" / folder / "tmp"), 0u);
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 2u);
+    EXPECT_TRUE(fs::exists(dir.path / "maildir-recovered" / (folder.substr(1) + "_tmp_" + name).substr(0, 200)));
+}
+
 TEST(Ingest, OneProcessPerDataDirectory) {
     temp_dir dir;
     ingest a({.data_dir = dir.path});
