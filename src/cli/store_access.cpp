@@ -26,18 +26,9 @@ store::list_filter filter_of(const list_options& options) {
     return filter;
 }
 
-namespace {
-
-bool all_digits(const std::string& text) {
-    return !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
-}
-
-}  // namespace
 
 store::message_record find_message(const store::database& db, const std::string& id) {
-    std::optional<store::message_record> found;
-    if (all_digits(id)) found = db.find_message(std::stoll(id));
-    if (!found) found = db.find_message_by_queue_id(id);
+    const auto found = db.find_message_by_reference(id);
     if (!found) throw command_failure("message " + id + " not found (give a database id or a queue id)");
     return *found;
 }

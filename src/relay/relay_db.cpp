@@ -146,20 +146,25 @@ std::string not_in_flight(const std::set<std::int64_t>& in_flight) {
 
 }  // namespace
 
+std::string attempts_exhausted(unsigned attempts, unsigned max_attempts) {
+    return "attempts exhausted (" + std::to_string(attempts) + " of max " + std::to_string(max_attempts);
+}
+
 int relay_db::latest_schema_version() { return static_cast<int>(std::size(migrations)); }
 
 namespace {
+
+int read_schema_version(sqlite3* db) {
+    stmt s(db, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
+    return s.step() ? static_cast<int>(s.i64(0)) : 0;
+}
 
 // Creates the migrations table and applies the missing migrations, in one BEGIN IMMEDIATE
 // transaction (two processes opening at once never both migrate).
 void migrate(sqlite3* db) {
     detail::transaction tx(db);
     exec(db, "CREATE TABLE IF NOT EXISTS relay_schema_migrations(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
-    int current = 0;
-    {
-        stmt s(db, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
-        if (s.step()) current = static_cast<int>(s.i64(0));
-    }
+    const int current = read_schema_version(db);
     if (current > relay_db::latest_schema_version()) {
         throw std::runtime_error("relay schema version " + std::to_string(current) +
                                  " is newer than this build knows (" + std::to_string(relay_db::latest_schema_version()) + ")");
@@ -223,11 +228,7 @@ void relay_db::open_read_only() {
         exec(db_, "PRAGMA query_only=1");
         return;
     }
-    int version = 0;
-    {
-        stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
-        if (s.step()) version = static_cast<int>(s.i64(0));
-    }
+    const int version = read_schema_version(db_);
     const int expected = latest_schema_version();
     if (version > expected)
         throw std::runtime_error("relay schema version " + std::to_string(version) + " is newer than this relaybait (" +
@@ -246,8 +247,7 @@ relay_db::~relay_db() { sqlite3_close(db_); }
 int relay_db::schema_version() {
     if (!has_relay_tables_) return 0;
     std::lock_guard lock(mutex_);
-    stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM relay_schema_migrations");
-    return s.step() ? static_cast<int>(s.i64(0)) : 0;
+    return read_schema_version(db_);
 }
 
 bool relay_db::paused() {
@@ -318,7 +318,7 @@ std::vector<queue_row> relay_db::claim_due(sys_time now, std::chrono::seconds le
         // one simply has none left (max_attempts was lowered since it was deferred, or its last
         // round was paused after it had connected).
         if (r.attempts >= max_attempts) {
-            r.last_result = "attempts exhausted (" + std::to_string(r.attempts) + " of max " + std::to_string(max_attempts) +
+            r.last_result = attempts_exhausted(r.attempts, max_attempts) +
                             (r.state == "sending" ? "; the last never finished: the process died or hung)" : ")") +
                             (r.last_result.empty() ? std::string() : "; before: " + r.last_result);
             r.state = "failed";

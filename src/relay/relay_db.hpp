@@ -92,6 +92,10 @@ struct decision_row {
     std::string cap;  // empty when allowed
 };
 
+// "attempts exhausted (N of max M" (the caller closes the parenthesis, adding why): the start
+// of a row's last_result when it fails for want of attempts.
+std::string attempts_exhausted(unsigned attempts, unsigned max_attempts);
+
 class relay_db {
 public:
     // read_write: opens (creating when needed) the database file and applies the relay

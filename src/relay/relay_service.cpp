@@ -139,7 +139,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
     // for it now (store::locate_message_file: new/ or cur/ with flags, the row's current
     // folder; a path of another shape is refused). The row's message_id is the store's message
     // id (relay_request.message_id: the session, the start-up resubmission and `relay ID` all
-    // give it); one that is not a number is taken as a queue id. A message found that way is
+    // give it; find_message_by_reference also takes a queue id). A message found that way is
     // sent only when its sha256 is the row's: the identical-message cap is keyed on it, so
     // something else (the file replaced, a row without a digest) is failed, never sent.
     // nullopt with `why` set when there is nothing to send; `temporary` when another try may
@@ -151,14 +151,8 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
         why = "message file missing: " + row.file;
         std::optional<fs::path> found;
         try {
-            std::optional<store::message_record> record;
-            {
-                const store::database store_db(options.data_dir / "relaybait.db", store::database::mode::read_only);
-                const bool numeric = !row.message_id.empty() && row.message_id.size() <= 18 &&
-                                     row.message_id.find_first_not_of("0123456789") == std::string::npos;
-                record = numeric ? store_db.find_message(std::stoll(row.message_id))
-                                 : store_db.find_message_by_queue_id(row.message_id);
-            }
+            const auto record = store::database(options.data_dir / "relaybait.db", store::database::mode::read_only)
+                                    .find_message_by_reference(row.message_id);
             if (!record) {
                 why += "; no stored message " + row.message_id;
                 return std::nullopt;
@@ -515,8 +509,7 @@ struct relay_service::impl : std::enable_shared_from_this<impl> {
                           std::shared_ptr<const std::string> message = nullptr) {
         if (attempts >= options.max_attempts) {
             finish(row, "failed", attempts,
-                   "attempts exhausted (" + std::to_string(attempts) + " of max " + std::to_string(options.max_attempts) +
-                       "): " + why,
+                   attempts_exhausted(attempts, options.max_attempts) + "): " + why,
                    last, message);
             return;
         }

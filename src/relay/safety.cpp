@@ -15,6 +15,7 @@
 #include "events/json_safe.hpp"
 #include "relay/published_limits.hpp"
 #include "relay/sqlite_util.hpp"
+#include "smtp/syntax.hpp"
 
 namespace relaybait::relay {
 
@@ -38,23 +39,6 @@ std::string idna_ascii(const std::string& domain) {
     const std::unique_ptr<char, decltype(&idn2_free)> owned(converted, &idn2_free);
     if (status != IDN2_OK || converted == nullptr) return "";
     return text::lowercase(converted);
-}
-
-// A name DNS can look up: labels of 1-63 letters, digits, '-' or '_', none empty, 253 bytes in
-// all. (An address literal such as [192.0.2.1] is not one: the relay only delivers through MX.)
-bool is_dns_name(std::string_view name) {
-    if (name.empty() || name.size() > 253) return false;
-    std::size_t label = 0;
-    for (const char c : name) {
-        if (c == '.') {
-            if (label == 0) return false;
-            label = 0;
-            continue;
-        }
-        const bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-        if (!allowed || ++label > 63) return false;
-    }
-    return label > 0;
 }
 
 void strip_trailing_dots(std::string& domain) {
@@ -81,7 +65,9 @@ std::string address_domain(std::string_view address) {
         domain = idna_ascii(domain);
         strip_trailing_dots(domain);
     }
-    return is_dns_name(domain) ? domain : std::string();
+    // A name DNS can look up, as the SMTP parser checks a HELO name (an address literal such
+    // as [192.0.2.1] is not one: the relay only delivers through MX).
+    return smtp::syntax::valid_hostname(domain, false) ? domain : std::string();
 }
 
 std::string canonical_address(std::string_view address) {

@@ -125,7 +125,8 @@ private:
 // The domain as DNS knows it: lower-cased, without trailing dots, a U-label as its A-label
 // (IDNA2008, UTS #46 mapping, which also turns the ideographic and fullwidth full stops into
 // '.'). "" when there is none, when it is not a valid IDN, or when it is not a DNS name
-// (an empty label, a character other than letters, digits, '-' and '_', an address literal):
+// (smtp::syntax::valid_hostname: an empty label, a character other than letters, digits, '-'
+// and '_', a label that starts or ends with '-', an all-numeric name, an address literal):
 // such a recipient is refused (bad_recipient).
 std::string address_domain(std::string_view address);
 // What the per-recipient and per-sender caps count: the address lower-cased, the domain

@@ -919,6 +919,14 @@ std::optional<message_record> database::find_message_by_queue_id(const std::stri
     return impl_->read_message(s);
 }
 
+std::optional<message_record> database::find_message_by_reference(const std::string& reference) const {
+    const bool id = !reference.empty() && reference.size() <= 18 &&
+                    reference.find_first_not_of("0123456789") == std::string::npos;
+    if (id)
+        if (auto found = find_message(std::stoll(reference))) return found;
+    return find_message_by_queue_id(reference);
+}
+
 std::vector<session_record> database::list_sessions(const list_filter& f) const {
     std::lock_guard lock(impl_->mutex);
     impl::where w;

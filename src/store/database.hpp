@@ -98,6 +98,9 @@ public:
     std::vector<message_record> list_messages(const list_filter& filter) const;
     std::optional<message_record> find_message(std::int64_t id) const;
     std::optional<message_record> find_message_by_queue_id(const std::string& queue_id) const;
+    // What an operator or a relay row names a message by: its database id when `reference` is
+    // one (digits), else, or when no row has that id, its queue id.
+    std::optional<message_record> find_message_by_reference(const std::string& reference) const;
     std::vector<session_record> list_sessions(const list_filter& filter) const;  // transcript left empty
     std::optional<session_record> find_session(const std::string& id) const;      // with transcript
     std::vector<credential_record> list_credentials(const list_filter& filter) const;
