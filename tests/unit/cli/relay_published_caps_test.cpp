@@ -123,6 +123,7 @@ TEST_F(relay_published_caps, a_manual_relay_warns_when_no_server_has_published_i
         << before.err;
     publish_server_caps(true);
     const auto after = cli({"relay", std::to_string(other), "--yes"});
+    EXPECT_EQ(after.code, 0) << after.err;
     EXPECT_EQ(after.err.find("warning"), std::string::npos) << after.err;
 }
 

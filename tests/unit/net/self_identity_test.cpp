@@ -1,7 +1,7 @@
 #include "net/self_identity.hpp"
+#include "log_capture.hpp"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -157,23 +157,7 @@ std::string redirect_response(const std::string& location, int status = 302) {
            "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 }
 
-// Captures what spdlog's default logger writes while it lives.
-class log_capture {
-public:
-    log_capture() : previous_(spdlog::default_logger()) {
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
-        sink->set_pattern("%l %v");
-        auto logger = std::make_shared<spdlog::logger>("capture", sink);
-        logger->set_level(spdlog::level::info);
-        spdlog::set_default_logger(logger);
-    }
-    ~log_capture() { spdlog::set_default_logger(previous_); }
-    std::string text() const { return text_.str(); }
-
-private:
-    std::shared_ptr<spdlog::logger> previous_;
-    std::ostringstream text_;
-};
+using net_test::log_capture;
 
 config::settings discovery_settings(std::vector<std::string> urls, std::uint32_t timeout_ms = 2000) {
     config::settings settings;

@@ -1,13 +1,13 @@
 // The rules at the hooks of one session: verdicts for the engine, the DATA-end classifier the
 // store runs, and what the session does after the commit.
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <sstream>
 
 #include "net/session_rules.hpp"
 #include "rules/expr.hpp"
+#include "log_capture.hpp"
 
 namespace relaybait::net {
 namespace {
@@ -230,23 +230,7 @@ TEST(SessionRules, LeftOutReportWarnsAtOnceThenAtMostOncePerPeriod) {
         << *second;
 }
 
-// Captures what spdlog's default logger writes while it lives.
-class log_capture {
-public:
-    log_capture() : previous_(spdlog::default_logger()) {
-        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
-        sink->set_pattern("%l %v");
-        auto logger = std::make_shared<spdlog::logger>("capture", sink);
-        logger->set_level(spdlog::level::info);
-        spdlog::set_default_logger(logger);
-    }
-    ~log_capture() { spdlog::set_default_logger(previous_); }
-    std::string text() const { return text_.str(); }
-
-private:
-    std::shared_ptr<spdlog::logger> previous_;
-    std::ostringstream text_;
-};
+using net_test::log_capture;
 
 // A message whose recipients' encoded forms pass the bounds of one comparison: the classifier
 // (on a store thread in serve) leaves the last ones out, and the server log says so, once.

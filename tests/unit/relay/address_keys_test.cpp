@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "test_support.hpp"
+#include "wide_limits.hpp"
 
 using namespace relaybait::relay;
 using relay_test::temp_dir;
@@ -23,16 +24,6 @@ relay_request probe_to(std::vector<std::string> recipients, int n) {
     return r;
 }
 
-relay_limits wide() {
-    relay_limits l;
-    l.daily = 1000;
-    l.per_recipient_daily = 1000;
-    l.per_sender_daily = 1000;
-    l.per_client_ip_daily = 1000;
-    l.per_domain_daily = 1000;
-    l.max_recipients = 10;
-    return l;
-}
 
 }  // namespace
 
@@ -59,7 +50,7 @@ TEST(RelayAddressKeys, InternationalisedDomainIsItsALabel) {
 // of 3 refuses the fourth.
 TEST(RelayAddressKeys, PerRecipientCapCountsEverySubaddressOfAMailbox) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_recipient_daily = 3;
     safety s(dir.path / "relaybait.db", limits);
     for (int i = 1; i <= 3; ++i) {
@@ -70,7 +61,7 @@ TEST(RelayAddressKeys, PerRecipientCapCountsEverySubaddressOfAMailbox) {
     EXPECT_FALSE(fourth.allowed);
     EXPECT_EQ(fourth.cap, "per_recipient");
     // Two subaddresses in one request are one recipient: one queue row.
-    safety again(dir.path / "relaybait.db", wide());
+    safety again(dir.path / "relaybait.db", relay_test::wide_limits());
     const auto both = again.check_and_reserve(probe_to({"other+a@target.example", "other+b@target.example"}, 5));
     ASSERT_TRUE(both.allowed) << both.cap;
     EXPECT_EQ(both.queue_ids.size(), 1u);
@@ -79,7 +70,7 @@ TEST(RelayAddressKeys, PerRecipientCapCountsEverySubaddressOfAMailbox) {
 // The per-domain cap counts bücher.example and xn--bcher-kva.example as one domain.
 TEST(RelayAddressKeys, PerDomainCapCountsBothSpellingsOfAnInternationalisedDomain) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_domain_daily = 2;
     safety s(dir.path / "relaybait.db", limits);
     ASSERT_TRUE(s.check_and_reserve(probe_to({"a@b\xc3\xbc" "cher.example"}, 11)).allowed);
@@ -91,7 +82,7 @@ TEST(RelayAddressKeys, PerDomainCapCountsBothSpellingsOfAnInternationalisedDomai
 
 TEST(RelayAddressKeys, ARecipientWhoseDomainIsNotAValidNameIsRefused) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     const auto d = s.check_and_reserve(probe_to({"v@a\xe2\x80\xae" "b.example"}, 21));
     EXPECT_FALSE(d.allowed);
     EXPECT_EQ(d.cap, "bad_recipient");
@@ -123,7 +114,7 @@ TEST(RelayAddressKeys, OnlyDnsNamesAreDomains) {
 // victim@gmail.com, victim@gmail.com。 and victim@gmail.com。。 are one mailbox of one domain.
 TEST(RelayAddressKeys, CapsCountADomainWrittenWithIdeographicStopsOnce) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_recipient_daily = 1;
     limits.per_domain_daily = 2;
     safety s(dir.path / "relaybait.db", limits);

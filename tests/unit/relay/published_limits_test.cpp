@@ -10,6 +10,7 @@
 #include "relay/safety.hpp"
 #include "relay/sqlite_util.hpp"
 #include "test_support.hpp"
+#include "wide_limits.hpp"
 
 using namespace relaybait::relay;
 using relay_test::temp_dir;
@@ -35,12 +36,7 @@ std::string rcpt() { return "r" + std::to_string(seq + 1) + "@d" + std::to_strin
 
 // What a CLI without --config, or with a generous config, would build.
 relay_limits wide() {
-    relay_limits l;
-    l.daily = 1000;
-    l.per_recipient_daily = 1000;
-    l.per_sender_daily = 1000;
-    l.per_client_ip_daily = 1000;
-    l.per_domain_daily = 1000;
+    relay_limits l = relay_test::wide_limits();
     l.max_recipients = 50;
     l.max_size = 10u << 20;
     return l;

@@ -98,6 +98,7 @@ TEST(relay_db_read_only, without_relay_tables_it_reads_as_empty_and_writes_nothi
     EXPECT_FALSE(read_published_limits(db).has_value());
     EXPECT_THROW(db.set_paused(true), std::runtime_error);
     EXPECT_THROW(publish_limits(db, relay_limits{}, "sensor", 1), std::runtime_error);
+    // The handle is the empty schema in memory, which has relay_state: only query_only refuses.
     EXPECT_NE(sqlite3_exec(db.handle(), "INSERT INTO relay_state VALUES('paused', '1')", nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3* raw = nullptr;

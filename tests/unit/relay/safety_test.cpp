@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "test_support.hpp"
+#include "wide_limits.hpp"
 
 using namespace relaybait::relay;
 using relay_test::temp_dir;
@@ -30,15 +31,6 @@ relay_request probe(std::string rcpt = "", std::string from = "", std::string ip
     return r;
 }
 
-relay_limits wide() {
-    relay_limits l;
-    l.daily = 1000;
-    l.per_recipient_daily = 1000;
-    l.per_sender_daily = 1000;
-    l.per_client_ip_daily = 1000;
-    l.per_domain_daily = 1000;
-    return l;
-}
 
 }  // namespace
 
@@ -77,7 +69,7 @@ TEST(RelaySafety, DailyCapIsExactAndPersistsAcrossReopen) {
 
 TEST(RelaySafety, DailyCountsEveryRecipientAndIsAllOrNothing) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.daily = 5;
     safety s(dir.path / "relaybait.db", limits);
     auto r = probe();
@@ -98,7 +90,7 @@ TEST(RelaySafety, DailyCountsEveryRecipientAndIsAllOrNothing) {
 
 TEST(RelaySafety, PerRecipientCap) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_recipient_daily = 3;
     safety s(dir.path / "relaybait.db", limits);
     for (int i = 0; i < 3; ++i) EXPECT_TRUE(s.check_and_reserve(probe("victim@target.example")).allowed);
@@ -108,7 +100,7 @@ TEST(RelaySafety, PerRecipientCap) {
 
 TEST(RelaySafety, PerSenderCap) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_sender_daily = 5;
     safety s(dir.path / "relaybait.db", limits);
     for (int i = 0; i < 5; ++i) EXPECT_TRUE(s.check_and_reserve(probe("", "spammer@evil.example")).allowed);
@@ -118,7 +110,7 @@ TEST(RelaySafety, PerSenderCap) {
 
 TEST(RelaySafety, PerClientIpCap) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_client_ip_daily = 5;
     safety s(dir.path / "relaybait.db", limits);
     for (int i = 0; i < 5; ++i) EXPECT_TRUE(s.check_and_reserve(probe("", "", "203.0.113.7")).allowed);
@@ -128,7 +120,7 @@ TEST(RelaySafety, PerClientIpCap) {
 
 TEST(RelaySafety, PerDomainCap) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_domain_daily = 10;
     safety s(dir.path / "relaybait.db", limits);
     for (int i = 0; i < 10; ++i) EXPECT_TRUE(s.check_and_reserve(probe("u" + std::to_string(i) + "@gmail.example")).allowed);
@@ -149,7 +141,7 @@ TEST(RelaySafety, SizeCap) {
 
 TEST(RelaySafety, RecipientsCap) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     auto r = probe();
     r.recipients = {"a@1.example", "b@2.example", "c@3.example", "d@4.example", "e@5.example", "f@6.example"};
     EXPECT_EQ(s.check_and_reserve(r).cap, "recipients");
@@ -160,7 +152,7 @@ TEST(RelaySafety, RecipientsCap) {
 
 TEST(RelaySafety, IdenticalMessageOnlyOnceEvenManual) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     auto r = probe();
     r.sha256 = "ABCDEF";
     EXPECT_TRUE(s.check_and_reserve(r).allowed);
@@ -176,12 +168,12 @@ TEST(RelaySafety, IdenticalMessageOnlyOnceEvenManual) {
 TEST(RelaySafety, PausedAndDisabledAndBadRecipients) {
     temp_dir dir;
     {
-        safety s(dir.path / "relaybait.db", wide());
+        safety s(dir.path / "relaybait.db", relay_test::wide_limits());
         s.set_paused(true);
         EXPECT_EQ(s.check_and_reserve(probe()).cap, "paused");
     }
     {
-        safety s(dir.path / "relaybait.db", wide());  // the pause is persisted (CLI -> server)
+        safety s(dir.path / "relaybait.db", relay_test::wide_limits());  // the pause is persisted (CLI -> server)
         EXPECT_TRUE(s.paused());
         EXPECT_EQ(s.check_and_reserve(probe()).cap, "paused");
         s.set_paused(false);
@@ -192,7 +184,7 @@ TEST(RelaySafety, PausedAndDisabledAndBadRecipients) {
         bad.recipients = {};
         EXPECT_EQ(s.check_and_reserve(bad).cap, "no_recipients");
     }
-    relay_limits off = wide();
+    relay_limits off = relay_test::wide_limits();
     off.enabled = false;
     safety s(dir.path / "relaybait.db", off);
     EXPECT_EQ(s.check_and_reserve(probe()).cap, "disabled");
@@ -201,7 +193,7 @@ TEST(RelaySafety, PausedAndDisabledAndBadRecipients) {
 
 TEST(RelaySafety, ConcurrentConnectionsNeverExceedTheDailyCap) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.daily = 20;
     { safety init(dir.path / "relaybait.db", limits); }
     std::atomic<int> allowed{0}, refused{0};
@@ -231,7 +223,7 @@ TEST(RelaySafety, ConcurrentConnectionsNeverExceedTheDailyCap) {
 
 TEST(RelayDb, CountsTheWholeQueueByState) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     EXPECT_TRUE(s.db().count_queue_by_state().empty());
     for (int i = 0; i < 6; ++i) ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
     const auto now = std::chrono::system_clock::now();
@@ -263,7 +255,7 @@ TEST(RelaySafety, CanonicalAddressIsOneKeyPerMailbox) {
 // v@b.example, v@b.example., "v"@b.example and "\v"@B.EXAMPLE are one mailbox: one count.
 TEST(RelaySafety, PerRecipientCapCountsTheMailboxWhateverItsSpelling) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_recipient_daily = 1;
     safety s(dir.path / "relaybait.db", limits);
     ASSERT_TRUE(s.check_and_reserve(probe("v@b.example")).allowed);
@@ -295,7 +287,7 @@ TEST(RelaySafety, ClientIpKeyIsTheIpv4AddressOrTheIpv6Slash64) {
 
 TEST(RelaySafety, PerClientIpCapCountsAnIpv6Slash64AsOneClient) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.per_client_ip_daily = 2;
     safety s(dir.path / "relaybait.db", limits);
     ASSERT_TRUE(s.check_and_reserve(probe("", "", "2001:db8:1:2::1")).allowed);
@@ -314,7 +306,7 @@ TEST(RelaySafety, PerClientIpCapCountsAnIpv6Slash64AsOneClient) {
 
 TEST(RelaySafety, TheQueueRowRecordsTestMode) {
     temp_dir dir;
-    relay_limits limits = wide();
+    relay_limits limits = relay_test::wide_limits();
     limits.test_mode = true;
     const auto in_test_mode = safety(dir.path / "relaybait.db", limits).check_and_reserve(probe());
     limits.test_mode = false;
@@ -334,7 +326,7 @@ TEST(RelaySafety, RowsWaitingAtTheUpgradeCountAsTestMode) {
     const auto file = dir.path / "relaybait.db";
     std::int64_t waiting = 0, delivered = 0;
     {
-        safety s(file, wide());
+        safety s(file, relay_test::wide_limits());
         waiting = s.check_and_reserve(probe()).queue_ids.at(0);
         delivered = s.check_and_reserve(probe("", "other@example.net")).queue_ids.at(0);
         s.db().finish(delivered, "delivered", 1, 0, "250 ok", "", std::chrono::system_clock::now());
@@ -351,7 +343,7 @@ TEST(RelaySafety, RowsWaitingAtTheUpgradeCountAsTestMode) {
             << sqlite3_errmsg(db);
         sqlite3_close(db);
     }
-    safety upgraded(file, wide());
+    safety upgraded(file, relay_test::wide_limits());
     EXPECT_TRUE(upgraded.db().find_queue_row(waiting)->test_mode);
     EXPECT_FALSE(upgraded.db().find_queue_row(delivered)->test_mode);
 }
@@ -360,7 +352,7 @@ TEST(RelaySafety, RowsWaitingAtTheUpgradeCountAsTestMode) {
 // time) is failed once it would pass max_attempts, never delivered again.
 TEST(RelayDb, EachClaimCountsAnAttemptAndAnEndlessRowFails) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     const auto d = s.check_and_reserve(probe());
     ASSERT_TRUE(d.allowed);
     const std::int64_t id = d.queue_ids.at(0);
@@ -390,7 +382,7 @@ TEST(RelayDb, EachClaimCountsAnAttemptAndAnEndlessRowFails) {
 // failed with the attempts it really had, and nothing blamed on a hung or dead process.
 TEST(RelayDb, ARowPastALoweredMaxAttemptsIsFailedWithoutBlamingAHungProcess) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     const auto d = s.check_and_reserve(probe());
     ASSERT_TRUE(d.allowed);
     const std::int64_t id = d.queue_ids.at(0);
@@ -413,7 +405,7 @@ TEST(RelayDb, ARowPastALoweredMaxAttemptsIsFailedWithoutBlamingAHungProcess) {
 // The rows a process is delivering are never claimed again by it, whatever their lease says.
 TEST(RelayDb, InFlightRowsAreNotClaimedAgain) {
     temp_dir dir;
-    safety s(dir.path / "relaybait.db", wide());
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
     ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
     ASSERT_TRUE(s.check_and_reserve(probe()).allowed);
     auto now = std::chrono::system_clock::now();

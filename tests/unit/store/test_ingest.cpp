@@ -39,6 +39,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Whether `path` exists on another file system than `dir` (tests that need a second one).
+bool on_another_filesystem(const fs::path& path, const fs::path& dir) {
+    struct stat dir_fs {}, path_fs {};
+    return ::stat(dir.c_str(), &dir_fs) == 0 && ::stat(path.c_str(), &path_fs) == 0 && dir_fs.st_dev != path_fs.st_dev;
+}
+
 const std::string trace = "Received: from evil (evil [198.51.100.7])\r\n\tby mx with ESMTP id ABC\r\n";
 
 session_record session_row(const std::string& id) {
@@ -317,9 +323,7 @@ TEST(Ingest, RecoveryFollowsAMaildirThatIsASymbolicLink) {
 TEST(Ingest, RecoveryMovesLeftoversOffAMaildirOnAnotherFilesystem) {
     temp_dir dir;
     const fs::path shm = "/dev/shm";
-    struct stat data_fs {}, shm_fs {};
-    if (::stat(dir.path.c_str(), &data_fs) != 0 || ::stat(shm.c_str(), &shm_fs) != 0 || data_fs.st_dev == shm_fs.st_dev)
-        GTEST_SKIP() << "no second filesystem at /dev/shm";
+    if (!on_another_filesystem(shm, dir.path)) GTEST_SKIP() << "no second filesystem at /dev/shm";
     temp_dir elsewhere(shm);
     ASSERT_FALSE(elsewhere.path.empty());
     fs::create_directory_symlink(elsewhere.path, dir.path / "maildir");
@@ -339,6 +343,9 @@ TEST(Ingest, RecoveryMovesLeftoversOffAMaildirOnAnotherFilesystem) {
     std::string bytes((std::istreambuf_iterator<char>(copied)), std::istreambuf_iterator<char>());
     EXPECT_EQ(bytes, "full");
     EXPECT_TRUE(fs::exists(dir.path / "maildir-recovered/INBOX_tmp_1.M1P1Q1.host"));
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 2u);  // no temporary name left, no second copy
+    { ingest again(ingest_options{.data_dir = dir.path}); }
+    EXPECT_EQ(count_files(dir.path / "maildir-recovered"), 2u);
 }
 
 // A folder name and a file name together can pass NAME_MAX: the recovered name is cut, the
@@ -805,9 +812,7 @@ TEST(Ingest, SyncfsWithTheMaildirOnAnotherFilesystemCommitsWithSynchronousFull) 
     temp_dir dir;
     ASSERT_FALSE(dir.path.empty()) << "cannot create a directory in " << fs::temp_directory_path();
     const fs::path shm = "/dev/shm";
-    struct stat data_fs {}, shm_fs {};
-    if (::stat(dir.path.c_str(), &data_fs) != 0 || ::stat(shm.c_str(), &shm_fs) != 0 || data_fs.st_dev == shm_fs.st_dev)
-        GTEST_SKIP() << "no second filesystem at /dev/shm";
+    if (!on_another_filesystem(shm, dir.path)) GTEST_SKIP() << "no second filesystem at /dev/shm";
     temp_dir elsewhere(shm);
     ASSERT_FALSE(elsewhere.path.empty()) << "cannot create a directory in /dev/shm";
     fs::create_directory_symlink(elsewhere.path, dir.path / "maildir");
