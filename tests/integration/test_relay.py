@@ -353,6 +353,30 @@ tags = ["watches"]
 """
 
 
+def test_a_relay_rule_disabled_before_the_restart_resubmits_nothing(relay_env, tmp_path):
+    """A message whose relay request never reached the safety check is submitted again at the
+    next start only while the rule that asked for it is still enabled."""
+    rules = tmp_path / "rules.toml"
+    relaying = WATCHES_RULE.replace('tags = ["watches"]', 'tags = ["watches"]\nrelay = true')
+    rules.write_text(relaying)
+    server = relay_env.server(rules_file=rules)
+    row = stored(server, send(server, spam_message(uuid.uuid4().hex), USER))
+    assert row["relay_requested"] == 1, row
+    wait_relay_event(server, row, "relay.delivered")
+    relay_env.provider.wait_deliveries(1)
+    server.stop()
+    db = sqlite3.connect(str(server.data_dir / "relaybait.db"))
+    with db:
+        for table in ("relay_decisions", "relay_queue", "relay_digests", "relay_counters", "relay_attempts"):
+            db.execute(f"DELETE FROM {table}")
+    db.close()
+    rules.write_text(relaying.replace('kind = "spam"', 'kind = "spam"\nenabled = false'))
+    server.start()
+    time.sleep(SETTLE_S)
+    assert relay_env.provider.count() == 1, relay_env.provider.deliveries()
+    assert not queue_rows(server), queue_rows(server)
+
+
 def test_a_later_relay_rule_never_relays_mail_already_stored(relay_env, tmp_path):
     """The start-up recovery resubmits only messages whose rule asked for a relay when they were
     received. A rule changed afterwards to relay, and `rules apply` re-filing stored mail with

@@ -237,6 +237,20 @@ TEST(config_errors, accept_listed_needs_pairs) {
                  "test.toml:2: auth.policy: \"accept-listed\" needs at least one [[auth.accept]] user/password pair");
 }
 
+// A relative data_dir, from a file or from --data-dir, is resolved once against the working
+// directory of the process that loads it: the paths the server records stay valid.
+TEST(config_load, a_relative_data_dir_is_made_absolute_against_the_working_directory) {
+    temp_dir dir;
+    overrides cli;
+    cli.config_file = dir.write("relaybait.toml", "data_dir = \"var/data\"\n");
+    settings s = load(cli);
+    EXPECT_TRUE(s.data_dir.is_absolute());
+    EXPECT_EQ(s.data_dir, fs::current_path() / "var/data");
+    cli.data_dir = "other";
+    s = load(cli);
+    EXPECT_EQ(s.data_dir, fs::current_path() / "other");
+}
+
 TEST(config_load, file_then_overrides) {
     temp_dir dir;
     overrides cli;

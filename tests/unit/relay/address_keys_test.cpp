@@ -134,3 +134,18 @@ TEST(RelayAddressKeys, CapsCountADomainWrittenWithIdeographicStopsOnce) {
     EXPECT_FALSE(leading.allowed);
     EXPECT_EQ(leading.cap, "bad_recipient");
 }
+
+// Sizes are checked before libidn2 sees an address: a 70,000-byte recipient is refused as
+// bad_recipient, and a sender as long is bounded, not refused or fatal.
+TEST(RelayAddressKeys, OversizedAddressesAreBoundedBeforeTheyAreCanonicalised) {
+    temp_dir dir;
+    safety s(dir.path / "relaybait.db", relay_test::wide_limits());
+    const auto huge_rcpt = s.check_and_reserve(probe_to({std::string(70000, 'a') + "@b\xc3\xbc" "cher.example"}, 51));
+    EXPECT_FALSE(huge_rcpt.allowed);
+    EXPECT_EQ(huge_rcpt.cap, "bad_recipient");
+    auto long_sender = probe_to({"v@target.example"}, 52);
+    long_sender.mail_from = std::string(70000, 's') + "@spam.example";
+    const auto d = s.check_and_reserve(long_sender);
+    EXPECT_TRUE(d.allowed) << d.cap;
+    EXPECT_EQ(s.db().counter(utc_day(std::chrono::system_clock::now()), "sender", std::string(320, 's')), 1u);  // no '@' left in the first 320 bytes
+}
